@@ -1,0 +1,36 @@
+# openpi-ros: `make test` and `make demo` each set up everything they need on a fresh clone (idempotent).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k images -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format demo lock colcon clean
+
+setup:
+	@bash scripts/setup.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m openpi_ros.demo $(DEMO_ARGS)
+
+# Regenerate requirements/lock.txt after changing requirements/pins.txt.
+lock: setup
+	$(PY) scripts/lock.py
+
+# Build ros2_ws/ with colcon, as on a robot with a distro ROS 2 (source ros2_ws/install/setup.bash afterwards).
+colcon: setup
+	cd ros2_ws && AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) ../$(VENV)/bin/colcon build --symlink-install
+
+clean:
+	rm -rf build ros2_ws/build ros2_ws/install ros2_ws/log .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""sensor_msgs/Image <-> numpy without cv_bridge.
+
+Works on anything with the fields of sensor_msgs/Image (rclpy messages, rosbags messages, plain objects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SUPPORTED_ENCODINGS", "ImageDecodeError", "image_to_rgb", "rgb_to_image_fields"]
+
+# encoding -> (channels, conversion to RGB)
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+SUPPORTED_ENCODINGS = tuple(_CHANNELS)
+
+
+class ImageDecodeError(ValueError):
+    """An Image message cannot be turned into an RGB array; the message names the field."""
+
+
+def image_to_rgb(msg: Any, *, topic: str = "image") -> np.ndarray:
+    """Return an owned uint8 array [height, width, 3] in RGB order.
+
+    Honours `step` (row padding) and rejects anything inconsistent instead of guessing.
+    """
+    encoding = str(msg.encoding).lower()
+    if encoding not in _CHANNELS:
+        raise ImageDecodeError(
+            f"{topic}: field 'encoding' is {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    channels = _CHANNELS[encoding]
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"{topic}: fields 'height'/'width' must be positive, got {height}x{width}")
+    if step < width * channels:
+        raise ImageDecodeError(f"{topic}: field 'step' is {step}, less than width*channels = {width * channels}")
+    data = msg.data
+    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), dtype=np.uint8)
+    if buf.size != step * height:
+        raise ImageDecodeError(f"{topic}: field 'data' has {buf.size} bytes, expected step*height = {step * height}")
+    rows = buf.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
+    if encoding == "rgb8":
+        return rows.copy()
+    if encoding == "bgr8":
+        return rows[..., ::-1].copy()
+    if encoding == "rgba8":
+        return rows[..., :3].copy()
+    if encoding == "bgra8":
+        return rows[..., 2::-1].copy()
+    return np.repeat(rows, 3, axis=2)  # mono8
+
+
+def rgb_to_image_fields(rgb: np.ndarray, encoding: str = "rgb8") -> dict[str, Any]:
+    """Encode an RGB uint8 array [H, W, 3] as the Image fields height, width, encoding, is_bigendian, step, data."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+    encoding = encoding.lower()
+    if encoding == "rgb8":
+        out = rgb
+    elif encoding == "bgr8":
+        out = rgb[..., ::-1]
+    elif encoding == "rgba8":
+        out = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+    elif encoding == "bgra8":
+        out = np.concatenate([rgb[..., ::-1], np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+    elif encoding == "mono8":
+        # ITU-R BT.601 luma, as OpenCV's RGB2GRAY.
+        out = np.round(rgb @ np.array([0.299, 0.587, 0.114])).clip(0, 255).astype(np.uint8)[..., None]
+    else:
+        raise ValueError(f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    out = np.ascontiguousarray(out)
+    return {
+        "height": out.shape[0],
+        "width": out.shape[1],
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": out.shape[1] * out.shape[2],
+        "data": out.tobytes(),
+    }

@@ -1,0 +1,141 @@
+"""The policy loop without ROS: assemble an observation, call the policy, check the result, keep statistics."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from openpi_core.policies import PolicyClient
+from openpi_ros.observation import Observation, ObservationAssembler, ObservationRejected, RejectReason
+
+__all__ = ["Chunk", "PolicyRunner", "RunnerStats", "Status"]
+
+logger = logging.getLogger(__name__)
+
+
+class Status:
+    """Mirrors openpi_msgs/PolicyStatus STATE_* constants."""
+
+    UNCONFIGURED = 0
+    WAITING = 1
+    RUNNING = 2
+    STALE_INPUT = 3
+    INVALID_INPUT = 4
+    ERROR = 5
+
+
+_REJECT_STATUS = {
+    RejectReason.MISSING: Status.WAITING,
+    RejectReason.STALE: Status.STALE_INPUT,
+    RejectReason.SKEW: Status.STALE_INPUT,
+    RejectReason.INVALID: Status.INVALID_INPUT,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    actions: np.ndarray  # float32 [horizon, action_dim]
+    stamp_ns: int  # observation stamp
+    prompt: str
+    inference_latency: float  # s
+    sequence: int
+
+
+@dataclasses.dataclass
+class RunnerStats:
+    window: int = 200
+    latencies: collections.deque = dataclasses.field(default_factory=collections.deque)
+    inference: collections.deque = dataclasses.field(default_factory=collections.deque)
+    publish_times: collections.deque = dataclasses.field(default_factory=collections.deque)
+    dropped: int = 0
+    published: int = 0
+
+    def record(self, latency: float, inference: float, now: float) -> None:
+        for buf, value in ((self.latencies, latency), (self.inference, inference), (self.publish_times, now)):
+            buf.append(value)
+            while len(buf) > self.window:
+                buf.popleft()
+        self.published += 1
+
+    def rate(self, now: float, horizon: float = 5.0) -> float:
+        recent = [t for t in self.publish_times if now - t <= horizon]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def percentile(self, which: str, q: float) -> float:
+        values = getattr(self, which)
+        return float(np.percentile(np.fromiter(values, float), q)) if values else float("nan")
+
+
+class PolicyRunner:
+    def __init__(self, assembler: ObservationAssembler, policy: PolicyClient, *, default_prompt: str = "") -> None:
+        self.assembler = assembler
+        self.policy = policy
+        self.default_prompt = default_prompt
+        self.prompt = default_prompt
+        self.status = Status.WAITING
+        self.status_message = "waiting for the first observation"
+        self.stats = RunnerStats()
+        self._sequence = 0
+
+    def set_prompt(self, prompt: str) -> str:
+        if "\x00" in prompt:
+            raise ValueError("prompt: contains a NUL character")
+        self.prompt = prompt if prompt else self.default_prompt
+        return self.prompt
+
+    def reject(self, status: int, message: str) -> None:
+        """Record why no chunk was produced this tick."""
+        if status != self.status or message != self.status_message:
+            logger.warning("no chunk: %s", message)
+        self.status, self.status_message = status, message
+        if status != Status.WAITING:
+            self.stats.dropped += 1
+
+    def step(self, now_ns: int) -> Chunk | None:
+        """One tick of the loop: a checked chunk, or None (and `status`/`status_message` say why)."""
+        try:
+            obs: Observation = self.assembler.assemble(now_ns)
+        except ObservationRejected as exc:
+            self.reject(_REJECT_STATUS[exc.reason], str(exc))
+            return None
+        start = time.perf_counter()
+        try:
+            result: dict[str, Any] = self.policy.infer(obs.as_policy_input(self.prompt))
+        except ValueError as exc:
+            self.reject(Status.INVALID_INPUT, f"policy rejected the observation: {exc}")
+            return None
+        except Exception as exc:  # a policy failure must never crash the node or move the robot
+            logger.exception("policy raised")
+            self.reject(Status.ERROR, f"policy raised {type(exc).__name__}: {exc}")
+            return None
+        inference = time.perf_counter() - start
+        actions = np.asarray(result.get("actions"), dtype=np.float32)
+        if actions.ndim != 2 or actions.shape[1] != obs.state.shape[0] or actions.shape[0] == 0:
+            self.reject(
+                Status.ERROR,
+                f"policy output 'actions' has shape {actions.shape}, expected [horizon, {obs.state.shape[0]}]",
+            )
+            return None
+        if not np.all(np.isfinite(actions)):
+            self.reject(Status.ERROR, "policy output 'actions' contains NaN or Inf")
+            return None
+        chunk = Chunk(
+            actions=actions,
+            stamp_ns=obs.stamp_ns,
+            prompt=self.prompt,
+            inference_latency=inference,
+            sequence=self._sequence,
+        )
+        self._sequence += 1
+        self.status, self.status_message = Status.RUNNING, ""
+        return chunk
+
+    def record_published(self, chunk: Chunk, now_ns: int) -> None:
+        self.stats.record((now_ns - chunk.stamp_ns) * 1e-9, chunk.inference_latency, now_ns * 1e-9)

@@ -1,0 +1,103 @@
+"""Project-level rules: openpi_core never imports ROS, packages are where ROS tooling expects them."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from openpi_ros.graphs import NodeSpec, demo_graph
+
+REPO = Path(__file__).resolve().parent.parent
+ROS_MODULES = {
+    "rclpy",
+    "rosidl_runtime_py",
+    "openpi_msgs",
+    "openpi_ros",
+    "sensor_msgs",
+    "std_msgs",
+    "launch",
+    "launch_ros",
+}
+
+
+def test_openpi_core_has_no_ros_imports():
+    offenders = []
+    for path in (REPO / "openpi_core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ROS_MODULES]
+    assert offenders == []
+
+
+def test_openpi_core_imports_without_ros_on_the_path():
+    """Import every openpi_core module in a process where importing rclpy would fail."""
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'rclpy', 'openpi_msgs', 'openpi_ros'}:\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import openpi_core\n"
+        "for m in pkgutil.walk_packages(openpi_core.__path__, 'openpi_core.'): importlib.import_module(m.name)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_package_manifests():
+    msgs = ET.parse(REPO / "openpi_msgs" / "package.xml").getroot()
+    assert msgs.findtext("name") == "openpi_msgs"
+    assert msgs.find("export/build_type").text == "ament_cmake"
+    assert msgs.findtext("member_of_group") == "rosidl_interface_packages"
+    ros = ET.parse(REPO / "openpi_ros" / "package.xml").getroot()
+    assert ros.findtext("name") == "openpi_ros"
+    assert ros.find("export/build_type").text == "ament_python"
+    assert "openpi_msgs" in {e.text for e in ros.findall("exec_depend")}
+    assert (REPO / "openpi_ros" / "resource" / "openpi_ros").is_file()
+    assert (REPO / "openpi_ros" / "launch").resolve() == (REPO / "launch").resolve()
+    for link in ("openpi_msgs", "openpi_ros"):
+        assert (REPO / "ros2_ws" / "src" / link).resolve() == (REPO / link).resolve()
+
+
+def test_node_spec_arguments():
+    spec = NodeSpec(
+        "policy_node",
+        "openpi_ros.policy_node",
+        "policy",
+        namespace="/robot/",
+        parameters={"rate": 10.0, "names": ["a", "b"], "prompt": "pick it: up", "on": True},
+        remappings=(("joint_states", "/arm/joint_states"),),
+    )
+    args = spec.ros_args()
+    assert args[:5] == ["--ros-args", "-r", "__node:=policy", "-r", "__ns:=/robot"]
+    assert args[5:7] == ["-r", "joint_states:=/arm/joint_states"]
+    assert 'names:=["a", "b"]' in args
+    assert 'prompt:="pick it: up"' in args
+    assert "on:=true" in args
+    assert spec.command("py")[:3] == ["py", "-m", "openpi_ros.policy_node"]
+    graph = demo_graph(namespace="x", rate=5.0)
+    assert [s.executable for s in graph] == ["synthetic_robot", "policy_node"]
+    assert graph[1].parameters["joint_names"] == graph[0].parameters["joint_names"]
+
+
+def test_console_scripts_point_at_real_mains():
+    tree = ast.parse((REPO / "openpi_ros" / "setup.py").read_text())
+    scripts = [
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and " = " in n.value
+    ]
+    assert scripts
+    for entry in scripts:
+        _, target = (s.strip() for s in entry.split("="))
+        module, func = target.split(":")
+        mod = __import__(module, fromlist=[func])
+        assert callable(getattr(mod, func)), entry
