@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -38,6 +39,7 @@ def test_demo_exits_cleanly_on_ctrl_c():
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, like a shell job
     )
     try:
         deadline = time.monotonic() + 60
@@ -47,7 +49,7 @@ def test_demo_exits_cleanly_on_ctrl_c():
             if "first chunk" in line or time.monotonic() > deadline:
                 break
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the runner and its nodes at once
         rest, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -95,11 +95,19 @@ class GraphProbe:
         self.joint_pub.publish(joint)
         return now
 
-    def drive(self, seconds: float, positions: np.ndarray, **kwargs: object) -> None:
+    def drive(self, seconds: float, positions: np.ndarray, settle: float = 0.3, **kwargs: object) -> list[ActionChunk]:
+        """Publish for `seconds`; return the chunks computed from joint readings taken after the first `settle` s.
+
+        Judging by the chunk's stamp (its joint reading's time), not by arrival, keeps chunks from the previous
+        phase out; the settle window lets the switch finish (a fresh joint reading may legitimately meet the
+        previous phase's good images for one tick).
+        """
+        start = self.node.get_clock().now().nanoseconds + int(settle * 1e9)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.publish(positions, **kwargs)
             self.executor.spin_once(timeout_sec=0.02)
+        return [c for c in self.chunks if from_time(c.header.stamp) >= start]
 
 
 def test_policy_node_chunks_prompt_service_and_bad_input(ros_context, spawn):
@@ -110,16 +118,20 @@ def test_policy_node_chunks_prompt_service_and_bad_input(ros_context, spawn):
     probe = GraphProbe(ros_context, "policy_test", list(params["camera_names"]), list(params["joint_names"]))
     spin_until(
         probe.executor,
-        lambda: probe.joint_pub.get_subscription_count() > 0 and probe.set_prompt.service_is_ready(),
+        lambda: (
+            probe.joint_pub.get_subscription_count() > 0
+            and probe.set_prompt.service_is_ready()
+            and probe.node.count_publishers("/policy_test/action_chunk") > 0
+        ),
         DISCOVERY_TIMEOUT,
         "the policy node",
     )
 
     # Good data: chunks come, each row equals the joint reading they were computed from, stamped with its time.
     state = np.linspace(-1, 1, len(probe.joints)).astype(np.float32)
-    probe.drive(1.0, state)
-    good = [c for c in probe.chunks if c.prompt == "hold still"]
+    good = probe.drive(1.3, state)
     assert len(good) >= 5, f"only {len(good)} chunks in 1 s at 20 Hz"
+    assert all(c.prompt == "hold still" for c in good)
     for chunk in good:
         assert chunk.horizon == 8
         assert chunk.action_dim == len(probe.joints)
@@ -133,40 +145,33 @@ def test_policy_node_chunks_prompt_service_and_bad_input(ros_context, spawn):
     spin_until(probe.executor, future.done, 5.0, "the SetPrompt response")
     assert future.result().success
     assert future.result().message == "pick up the red cube"
-    probe.chunks.clear()
-    probe.drive(0.5, state)
-    assert probe.chunks
-    assert all(c.prompt == "pick up the red cube" for c in probe.chunks[1:])
+    after = probe.drive(0.8, state, settle=0.0)
+    assert after
+    assert all(c.prompt == "pick up the red cube" for c in after)
 
     # A stale camera: no chunk at all, and the status says which input and why.
-    probe.chunks.clear()
     probe.statuses.clear()
-    probe.drive(1.5, state, camera_age=2.0)
-    assert probe.chunks == []
+    assert probe.drive(1.5, state, camera_age=2.0) == []
     stale = [s for s in probe.statuses if s.state == PolicyStatus.STATE_STALE_INPUT]
     assert stale
     assert "old" in stale[-1].message
     assert "camera" in stale[-1].message
 
     # NaN joints: no chunk.
-    probe.chunks.clear()
     bad_state = state.copy()
     bad_state[3] = np.nan
-    probe.drive(1.0, bad_state)
-    assert probe.chunks == []
+    assert probe.drive(1.0, bad_state) == []
 
     # An unknown image encoding: no chunk, status names the field.
     probe.statuses.clear()
-    probe.drive(1.2, state, encoding="bogus")
-    assert probe.chunks == []
+    assert probe.drive(1.5, state, encoding="bogus") == []
     invalid = [s for s in probe.statuses if s.state == PolicyStatus.STATE_INVALID_INPUT]
     assert invalid
     assert "encoding" in invalid[-1].message
 
     # Good data again: the node recovers.
-    probe.drive(1.0, state)
-    assert probe.chunks, "no chunk after good data returned"
-    np.testing.assert_array_equal(chunk_to_array(probe.chunks[-1])[0], state)
-    assert from_time(probe.chunks[-1].header.stamp) > 0
+    recovered = probe.drive(1.0, state)
+    assert recovered, "no chunk after good data returned"
+    np.testing.assert_array_equal(chunk_to_array(recovered[-1]), np.broadcast_to(state, (8, len(state))))
     probe.executor.shutdown()
     probe.node.destroy_node()

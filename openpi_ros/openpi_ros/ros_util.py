@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from openpi_msgs.msg import ActionChunk
 
@@ -79,17 +82,33 @@ def chunk_to_array(msg: ActionChunk) -> np.ndarray:
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """Init rclpy, spin the node until Ctrl-C or shutdown, clean up; returns a process exit code."""
+    """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, clean up; returns an exit code.
+
+    The signal handlers only set a flag. Letting SIGINT raise KeyboardInterrupt (Python's default) can interrupt
+    rclpy in the middle of converting a message in C++, which then surfaces as a RuntimeError and a non-zero exit.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=args)
+    stop = threading.Event()
+
+    def _request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
+    executor = SingleThreadedExecutor()
     try:
         node = make_node()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
+        executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
