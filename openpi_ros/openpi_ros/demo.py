@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image, JointState
 
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_ros.graphs import NodeSpec, demo_graph
-from openpi_ros.ros_util import SENSOR_QOS, chunk_to_array, from_time
+from openpi_ros.ros_util import SENSOR_QOS, chunk_to_array, from_time, stop_on_signals
 
 STATE_NAMES = {0: "UNCONFIGURED", 1: "WAITING", 2: "RUNNING", 3: "STALE_INPUT", 4: "INVALID_INPUT", 5: "ERROR"}
 
@@ -139,54 +139,47 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("  policy: 'hold' (commands the observed joint positions); the real models come with the model issues")
 
-    stop = False
-
-    def _on_sigint(_sig: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    previous = signal.signal(signal.SIGINT, _on_sigint)
-    procs = _start(graph, env)
-    monitor = DemoMonitor(args.namespace, cameras)
-    t_start = time.monotonic()
-    first_chunk: float | None = None
-    next_print = 0.0
-    died: list[str] = []
-    try:
-        while not stop:
-            rclpy.spin_once(monitor, timeout_sec=0.05)
-            now = time.monotonic()
-            died = [spec.name for spec, p in zip(graph, procs, strict=True) if p.poll() is not None]
-            if died:
-                print(f"error: node(s) exited early: {', '.join(died)}", file=sys.stderr)
-                break
-            if first_chunk is None and monitor.topics["action_chunk"].arrivals:
-                first_chunk = now
-                print(f"  first chunk after {now - t_start:.1f} s (discovery + start-up)")
-            if first_chunk is None and now - t_start > args.startup_timeout:
-                print(f"error: no action chunk within {args.startup_timeout} s", file=sys.stderr)
-                break
-            if first_chunk is not None and now >= next_print:
-                next_print = now + 1.0
-                since = monitor._now() - 2.0
-                state = STATE_NAMES.get(monitor.status.state, "?") if monitor.status else "-"
-                camera_rate = monitor.topics[f"{cameras[0]}/image_raw"].rate(since)
-                print(
-                    f"  t={now - first_chunk:4.1f}s  camera {camera_rate:5.1f} Hz"
-                    f"  joints {monitor.topics['joint_states'].rate(since):5.1f} Hz"
-                    f"  chunks {monitor.topics['action_chunk'].rate(since):5.1f} Hz"
-                    f"  obs->chunk p50 {_pct(monitor.ages[-20:], 50) * 1e3:6.1f} ms"
-                    f"  infer p50 {_pct(monitor.inference[-20:], 50) * 1e3:5.2f} ms  status {state}",
-                    flush=True,
-                )
-            if first_chunk is not None and now - first_chunk >= args.duration:
-                break
-    finally:
-        codes = _stop(procs)
-        monitor.destroy_node()
-        rclpy.try_shutdown()
-        signal.signal(signal.SIGINT, previous)
+    with stop_on_signals(signal.SIGINT) as stop:  # Ctrl-C ends the run early; the summary is still printed
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        procs = _start(graph, env)
+        monitor = DemoMonitor(args.namespace, cameras)
+        t_start = time.monotonic()
+        first_chunk: float | None = None
+        next_print = 0.0
+        died: list[str] = []
+        try:
+            while not stop.is_set():
+                rclpy.spin_once(monitor, timeout_sec=0.05)
+                now = time.monotonic()
+                died = [spec.name for spec, p in zip(graph, procs, strict=True) if p.poll() is not None]
+                if died:
+                    print(f"error: node(s) exited early: {', '.join(died)}", file=sys.stderr)
+                    break
+                if first_chunk is None and monitor.topics["action_chunk"].arrivals:
+                    first_chunk = now
+                    print(f"  first chunk after {now - t_start:.1f} s (discovery + start-up)")
+                if first_chunk is None and now - t_start > args.startup_timeout:
+                    print(f"error: no action chunk within {args.startup_timeout} s", file=sys.stderr)
+                    break
+                if first_chunk is not None and now >= next_print:
+                    next_print = now + 1.0
+                    since = monitor._now() - 2.0
+                    state = STATE_NAMES.get(monitor.status.state, "?") if monitor.status else "-"
+                    camera_rate = monitor.topics[f"{cameras[0]}/image_raw"].rate(since)
+                    print(
+                        f"  t={now - first_chunk:4.1f}s  camera {camera_rate:5.1f} Hz"
+                        f"  joints {monitor.topics['joint_states'].rate(since):5.1f} Hz"
+                        f"  chunks {monitor.topics['action_chunk'].rate(since):5.1f} Hz"
+                        f"  obs->chunk p50 {_pct(monitor.ages[-20:], 50) * 1e3:6.1f} ms"
+                        f"  infer p50 {_pct(monitor.inference[-20:], 50) * 1e3:5.2f} ms  status {state}",
+                        flush=True,
+                    )
+                if first_chunk is not None and now - first_chunk >= args.duration:
+                    break
+        finally:
+            codes = _stop(procs)
+            monitor.destroy_node()
+            rclpy.try_shutdown()
 
     n_chunks = len(monitor.topics["action_chunk"].arrivals)
     print("\nsummary")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import rclpy
@@ -23,6 +24,7 @@ __all__ = [
     "from_time",
     "make_action_chunk",
     "run_node",
+    "stop_on_signals",
     "to_time",
 ]
 
@@ -81,34 +83,40 @@ def chunk_to_array(msg: ActionChunk) -> np.ndarray:
     return actions.reshape(msg.horizon, msg.action_dim)
 
 
-def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, clean up; returns an exit code.
+@contextlib.contextmanager
+def stop_on_signals(*signums: int) -> Iterator[threading.Event]:
+    """Within the block, the given signals only set the yielded Event; the previous handlers come back after.
 
-    The signal handlers only set a flag. Letting SIGINT raise KeyboardInterrupt (Python's default) can interrupt
-    rclpy in the middle of converting a message in C++, which then surfaces as a RuntimeError and a non-zero exit.
+    Letting SIGINT raise KeyboardInterrupt (Python's default) can interrupt rclpy in the middle of converting a
+    message in C++, which then surfaces as a RuntimeError and a non-zero exit. Pair with
+    `rclpy.init(signal_handler_options=SignalHandlerOptions.NO)` and spin in short slices until the Event is set.
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
-
-    def _request_stop(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = None
-    executor = SingleThreadedExecutor()
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in signums}
     try:
-        node = make_node()
-        executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except ExternalShutdownException:
-        pass
+        yield stop
     finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, clean up; returns an exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with stop_on_signals(signal.SIGINT, signal.SIGTERM) as stop:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = None
+        executor = SingleThreadedExecutor()
+        try:
+            node = make_node()
+            executor.add_node(node)
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            pass
+        finally:
+            executor.shutdown()
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0

@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from openpi_msgs.msg import ActionChunk
+from openpi_ros.ros_util import run_node
 
 QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-def main() -> int:
-    rclpy.init()
+def make_echo() -> Node:
     node = Node("chunk_echo")
     pub = node.create_publisher(ActionChunk, "chunk_out", QOS)
     node.create_subscription(ActionChunk, "chunk_in", pub.publish, QOS)
-    print("chunk_echo ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return node
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_node(make_echo))
