@@ -120,7 +120,9 @@ def pi0_results(request: pytest.FixtureRequest) -> tuple[dict, dict, dict, dict]
             "loss_suffix_ar_mask": suffix_ar_mask,
             "loss_suffix_out": suffix_out,
             "sample_actions": m.sample_actions(
-                jax.random.wrap_key_data(inputs["sample_rng_key_data"]), obs, num_steps=num_steps,
+                jax.random.wrap_key_data(inputs["sample_rng_key_data"]),
+                obs,
+                num_steps=num_steps,
                 noise=inputs["sample_noise"],
             ),
             "sample_prefix_kv_k": kv_cache[0],
@@ -144,7 +146,7 @@ TIME_INDEPENDENT = ("prefix_tokens", "sample_prefix_kv_k", "sample_prefix_kv_v",
 
 
 def test_pi0_outputs(pi0_results: tuple[dict, dict, dict, dict]) -> None:
-    results, inputs, outputs, info = pi0_results
+    results, _inputs, outputs, info = pi0_results
     checked = []
     for name, ref in outputs.items():
         tol = parity.tolerance(info, time_dependent=name not in TIME_INDEPENDENT)
@@ -201,7 +203,9 @@ def fast_results(request: pytest.FixtureRequest) -> tuple[dict, dict, dict, dict
             "prefix_logits_last": prefill.last_logits[:, 0],
             "prefill_len": prefill.prefill_len,
             "sample_tokens": m.sample_actions(
-                jax.random.wrap_key_data(inputs["sample_rng_key_data"]), obs, max_decoding_steps=steps,
+                jax.random.wrap_key_data(inputs["sample_rng_key_data"]),
+                obs,
+                max_decoding_steps=steps,
                 temperature=temperature,
             ),
             "decode_step_logits": jnp.stack(step_logits, axis=1),

@@ -177,7 +177,9 @@ class Attention(nnx.Module):
             n, k, d, h = config.num_heads, config.num_kv_heads, config.width, config.head_dim
             if k == n:
                 init = nnx.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0, 1))
-                setattr(self, _name("qkv_einsum", i), lora.Einsum((3, n, d, h), init, lora_config=lora_config, rngs=rngs))
+                setattr(
+                    self, _name("qkv_einsum", i), lora.Einsum((3, n, d, h), init, lora_config=lora_config, rngs=rngs)
+                )
             else:
                 q_init = nnx.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
                 kv_init = nnx.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0, 1))
@@ -278,12 +280,15 @@ class Block(nnx.Module):
         kv_cache: KVCache | None,
         positions: jax.Array,
         attn_mask: jax.Array,
+        *,
         adarms_cond: Sequence[jax.Array | None],
         cache_index: jax.Array | int | None,
     ) -> tuple[list[jax.Array | None], KVCache]:
         normed, gates = [], []
         for i, x in enumerate(xs):
-            y, gate = getattr(self, _name("pre_attention_norm", i))(x, adarms_cond[i]) if x is not None else (None, None)
+            y, gate = (
+                getattr(self, _name("pre_attention_norm", i))(x, adarms_cond[i]) if x is not None else (None, None)
+            )
             normed.append(y)
             gates.append(gate)
         attended, kv_cache = self.attn(normed, positions, attn_mask, kv_cache, cache_index)
@@ -360,7 +365,7 @@ class Gemma(nnx.Module):
             adarms_cond = [None] * len(self.configs)
 
         def body(block: Block, xs: list, layer_cache: KVCache | None) -> tuple[list, KVCache]:
-            return block(xs, layer_cache, positions, mask, adarms_cond, cache_index)
+            return block(xs, layer_cache, positions, mask, adarms_cond=adarms_cond, cache_index=cache_index)
 
         outputs, kv_cache = scan_stack(self.layers, body, embedded, kv_cache)
         final = [

@@ -59,9 +59,7 @@ def _crop_resize_rotate(rng: jax.Array, image: jax.Array, crop_scale: float, max
     return jnp.stack(channels, axis=-1)
 
 
-def _color_jitter(
-    rng: jax.Array, image: jax.Array, brightness: float, contrast: float, saturation: float
-) -> jax.Array:
+def _color_jitter(rng: jax.Array, image: jax.Array, brightness: float, contrast: float, saturation: float) -> jax.Array:
     """Random brightness, contrast and saturation factors in [1 - x, 1 + x] (image in [0, 1])."""
     rng_b, rng_c, rng_s = jax.random.split(rng, 3)
     image = image * jax.random.uniform(rng_b, (), minval=1 - brightness, maxval=1 + brightness)

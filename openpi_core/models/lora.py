@@ -15,13 +15,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 Initializer = Callable[..., jax.Array]
+_DEFAULT_INIT = nnx.initializers.normal(stddev=0.01)
 
 
 @dataclasses.dataclass(frozen=True)
 class LoRAConfig:
     rank: int
     alpha: float = 1.0
-    init_fn: Initializer = nnx.initializers.normal(stddev=0.01)
+    init_fn: Initializer = _DEFAULT_INIT
     rslora: bool = False
     # The two weight axes the adapter factorises (input, output).
     axes: tuple[int, int] = (-2, -1)

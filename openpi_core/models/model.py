@@ -62,12 +62,13 @@ class Observation(Generic[ArrayT]):
         if ("tokenized_prompt" in data) != ("tokenized_prompt_mask" in data):
             raise InvalidObservationError("tokenized_prompt_mask", "tokenized_prompt and its mask must come together")
         images = {}
-        for name, image in data["image"].items():
-            if image.dtype == np.uint8:
-                image = image.astype(np.float32) / 255.0 * 2.0 - 1.0
-            elif not jnp.issubdtype(image.dtype, jnp.floating):
-                raise InvalidObservationError(f"image/{name}", f"dtype {image.dtype} is neither uint8 nor float")
-            images[name] = image
+        for name, raw in data["image"].items():
+            if raw.dtype == np.uint8:
+                images[name] = raw.astype(np.float32) / 255.0 * 2.0 - 1.0
+            elif jnp.issubdtype(raw.dtype, jnp.floating):
+                images[name] = raw
+            else:
+                raise InvalidObservationError(f"image/{name}", f"dtype {raw.dtype} is neither uint8 nor float")
         return cls(
             images=images,
             image_masks=dict(data["image_mask"]),
@@ -106,7 +107,8 @@ def preprocess_observation(
     missing = [key for key in image_keys if key not in observation.images]
     if missing:
         raise InvalidObservationError(
-            f"image/{missing[0]}", f"required camera missing (have {sorted(observation.images)}, need {list(image_keys)})"
+            f"image/{missing[0]}",
+            f"required camera missing (have {sorted(observation.images)}, need {list(image_keys)})",
         )
     batch_shape = observation.state.shape[:-1]
     if train and rng is None:
@@ -122,7 +124,9 @@ def preprocess_observation(
             image = image_tools.augment(key_rng, image, crop_and_rotate="wrist" not in key)
         images[key] = image
     masks = {
-        key: jnp.asarray(observation.image_masks[key]) if key in observation.image_masks else jnp.ones(batch_shape, bool)
+        key: jnp.asarray(observation.image_masks[key])
+        if key in observation.image_masks
+        else jnp.ones(batch_shape, bool)
         for key in images
     }
     return dataclasses.replace(observation, images=images, image_masks=masks)

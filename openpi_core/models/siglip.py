@@ -66,6 +66,10 @@ def register_variant(name: str, config: Config, *, overwrite: bool = False) -> N
     _REGISTERED[name] = config
 
 
+_XAVIER = nnx.initializers.xavier_uniform()
+_ZEROS = nnx.initializers.zeros_init()
+
+
 class Dense(nnx.Module):
     """`x @ kernel + bias` over the last `len(in_shape)` axes, computed in `dtype`."""
 
@@ -75,8 +79,8 @@ class Dense(nnx.Module):
         out_shape: tuple[int, ...],
         *,
         dtype: Any = jnp.float32,
-        kernel_init: Any = nnx.initializers.xavier_uniform(),
-        bias_init: Any = nnx.initializers.zeros_init(),
+        kernel_init: Any = _XAVIER,
+        bias_init: Any = _ZEROS,
         rngs: nnx.Rngs,
     ) -> None:
         fan_in, fan_out = int(np.prod(in_shape)), int(np.prod(out_shape))

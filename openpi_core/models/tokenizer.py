@@ -41,7 +41,7 @@ def load_sentencepiece(path: str | os.PathLike[str]) -> sentencepiece.SentencePi
 
 
 def discretize_state(state: np.ndarray, num_bins: int = 256) -> np.ndarray:
-    """Bin indices in [0, num_bins) of a state normalised to [-1, 1] (values outside go to the end bins)."""
+    """openpi's bin indices of a state normalised to [-1, 1]: [0, num_bins) inside, -1 below -1, 255 above 1."""
     state = np.asarray(state)
     if not np.all(np.isfinite(state)):
         raise ValueError(f"state must be finite, got {state}")
@@ -115,7 +115,9 @@ class FASTActionTokenizer:
         show_progress: bool = False,
     ) -> FASTActionTokenizer:
         """Train on normalised action chunks, each [time, action_dim]."""
-        coefficients = [np.around(scipy.fft.dct(np.asarray(c, np.float64), axis=0, norm="ortho") * scale) for c in action_chunks]
+        coefficients = [
+            np.around(scipy.fft.dct(np.asarray(c, np.float64), axis=0, norm="ortho") * scale) for c in action_chunks
+        ]
         if not coefficients:
             raise ValueError("fit needs at least one action chunk")
         shapes = {c.shape for c in coefficients}
@@ -206,7 +208,9 @@ class FASTActionTokenizer:
         upper = None if self.max_token is None else self.max_token - self.min_token
         clipped = np.clip(coefficients, 0, upper)
         if np.any(clipped != coefficients):
-            logger.warning("FAST: %d DCT values outside the tokenizer's range were clipped", int(np.sum(clipped != coefficients)))
+            logger.warning(
+                "FAST: %d DCT values outside the tokenizer's range were clipped", int(np.sum(clipped != coefficients))
+            )
         return [self.bpe.encode("".join(map(chr, row.ravel().astype(int)))).ids for row in clipped]
 
     def decode(
@@ -267,7 +271,11 @@ class FASTTokenizer:
     ) -> None:
         self._max_len = max_len
         self._paligemma = load_sentencepiece(paligemma_model_path)
-        self._fast = fast_tokenizer if isinstance(fast_tokenizer, FASTActionTokenizer) else FASTActionTokenizer.load(fast_tokenizer)
+        self._fast = (
+            fast_tokenizer
+            if isinstance(fast_tokenizer, FASTActionTokenizer)
+            else FASTActionTokenizer.load(fast_tokenizer)
+        )
         self._fast_skip_tokens = fast_skip_tokens
         if self._fast.vocab_size + fast_skip_tokens > self._paligemma.vocab_size():
             raise ValueError(

@@ -1,0 +1,40 @@
+"""The model benchmark script runs end to end and reports sane numbers (tiny configs, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openpi_core.models import benchmark
+
+
+@pytest.mark.parametrize("model", ["pi05", "pi0_fast"])
+def test_benchmark_reports(model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "--model",
+        model,
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--max-decoding-steps",
+        "4",
+        "--num-steps",
+        "2",
+        "--json",
+    ]
+    assert benchmark.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == model
+    assert result["parameters"] == {"pi05": 576_928, "pi0_fast": 280_064}[model]
+    timing = result["sample_actions_ms"]
+    assert 0 < timing["min"] <= timing["median"] <= timing["p90"]
+    assert result["compile_s"] > 0
+    assert result["peak_memory_mb"] > 0
+    assert result["cameras"] == 3
+
+
+def test_benchmark_rejects_bad_prompt_length() -> None:
+    with pytest.raises(SystemExit, match="prompt-len"):
+        benchmark.main(["--model", "pi0", "--prompt-len", "500"])
