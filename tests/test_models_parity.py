@@ -8,6 +8,7 @@ of the flow-matching time embedding.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,14 @@ def any_fixture(request: pytest.FixtureRequest) -> Path:
     return request.param
 
 
-@pytest.mark.parametrize("layout", ["params", "params_train_layout"])
-def test_restore_params_bitwise(any_fixture: Path, layout: str) -> None:
-    path = any_fixture / layout
-    if not path.is_dir():
-        pytest.skip(f"{any_fixture.name} has no {layout}/")
-    restored = flax.traverse_util.flatten_dict(model.restore_params(path), sep="/")
-    expected = dict(np.load(any_fixture / "params.npz"))
+LAYOUTS = [(d, layout) for d in ALL_DIRS for layout in ("params", "params_train_layout") if (d / layout).is_dir()]
+
+
+@pytest.mark.parametrize(("folder", "layout"), LAYOUTS, ids=[f"{d.name}-{layout}" for d, layout in LAYOUTS])
+def test_restore_params_bitwise(folder: Path, layout: str) -> None:
+    """Both checkpoint layouts (as released; training's with a trailing `value` level) give params.npz bit for bit."""
+    restored = flax.traverse_util.flatten_dict(model.restore_params(folder / layout), sep="/")
+    expected = dict(np.load(folder / "params.npz"))
     assert sorted(restored) == sorted(expected)
     for key, value in expected.items():
         assert restored[key].dtype == value.dtype, key
@@ -230,3 +232,19 @@ def test_fast_sample_tokens_exact(fast_results: tuple[dict, dict, dict, dict]) -
     assert results["sample_tokens"].dtype == np.float32
     np.testing.assert_array_equal(results["sample_tokens"], outputs["sample_tokens"])
     assert len(np.unique(outputs["sample_tokens"])) > 4  # a real sequence, not one repeated token
+
+
+@pytest.mark.parametrize("folder", PI0_DIRS, ids=_ids(PI0_DIRS))
+def test_bfloat16_inference_tracks_float32_reference(folder: Path) -> None:
+    """The deployment path (bf16 weights and activations, as on a GPU) stays close to openpi's float32 output."""
+    inputs, outputs, info = parity.load_arrays(folder)
+    config = dataclasses.replace(parity.load_config(folder), dtype="bfloat16")
+    loaded = config.load(model.restore_params(folder / "params", dtype=jnp.bfloat16))
+    obs = parity.observation(inputs, info)
+    prefix, actions = nnx.jit(
+        lambda m: (m.embed_prefix(obs)[0], m.sample_actions(None, obs, noise=inputs["sample_noise"]))
+    )(loaded)
+    assert prefix.dtype == jnp.bfloat16
+    error = np.abs(np.asarray(actions, np.float32) - outputs["sample_actions"])
+    assert error.max() < 0.1
+    assert error.mean() < 0.02
