@@ -1,0 +1,252 @@
+"""Training configs: `TrainConfig`, `DataConfig` (+ factories per dataset layout), `AssetsConfig`, the registry.
+
+Named configs live one module per robot family in `openpi_core.training.configs`; `get_config(name)` finds them
+(suggesting close names on a typo) and `cli()` parses `<name> --batch-size 8 ...` overrides with tyro.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import difflib
+import logging
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from flax import nnx
+
+from openpi_core import download, normalize
+from openpi_core import transforms as _transforms
+from openpi_core.models import model as _model
+from openpi_core.models import pi0_config, pi0_fast
+from openpi_core.models import tokenizer as _tokenizer
+from openpi_core.training import optimizer as _optimizer
+from openpi_core.training import weight_loaders
+
+logger = logging.getLogger(__name__)
+
+ModelConfig = _model.BaseModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class AssetsConfig:
+    """Where norm stats live: `<assets_dir>/<asset_id>/norm_stats.json` (default: the train config's assets dir
+    and the dataset's repo id). Point `assets_dir` at an official checkpoint's `assets` to reuse its stats."""
+
+    assets_dir: str | None = None
+    asset_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    repo_id: str | None = None
+    # Local LeRobot v3 dataset folder (nothing is fetched from the hub when set).
+    root: str | None = None
+    asset_id: str | None = None
+    norm_stats: dict[str, normalize.NormStats] | None = None
+    # Dataset keys -> the robot adapter's keys.
+    repack_transforms: _transforms.Group = _transforms.Group()
+    # Robot adapter (e.g. AlohaInputs/AlohaOutputs), delta actions.
+    data_transforms: _transforms.Group = _transforms.Group()
+    # Model-specific: prompt tokenization, resizing, padding.
+    model_transforms: _transforms.Group = _transforms.Group()
+    use_quantile_norm: bool = False
+    # Dataset keys that are loaded as action chunks (action_horizon future steps).
+    action_sequence_keys: Sequence[str] = ("actions",)
+    prompt_from_task: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelTransformFactory:
+    """The model-specific transforms: default prompt, resize to 224, tokenization, padding to the action dim."""
+
+    default_prompt: str | None = None
+    paligemma_tokenizer: str = _tokenizer.PALIGEMMA_TOKENIZER_URL
+    fast_tokenizer: str = _tokenizer.FAST_TOKENIZER_REPO
+
+    def __call__(self, model_config: ModelConfig) -> _transforms.Group:
+        common = [_transforms.InjectDefaultPrompt(self.default_prompt), _transforms.ResizeImages(224, 224)]
+        pad = _transforms.PadStatesAndActions(model_config.action_dim)
+        if isinstance(model_config, pi0_fast.Pi0FASTConfig):
+            tokenizer = _tokenizer.FASTTokenizer(
+                model_config.max_token_len,
+                fast_tokenizer=model_config.fast_model_tokenizer or self.fast_tokenizer,
+                paligemma_model_path=self.paligemma_tokenizer,
+                **(model_config.fast_model_tokenizer_kwargs or {}),
+            )
+            return _transforms.Group(
+                inputs=[*common, _transforms.TokenizeFASTInputs(tokenizer), pad],
+                outputs=[
+                    _transforms.ExtractFASTActions(
+                        tokenizer, action_horizon=model_config.action_horizon, action_dim=model_config.action_dim
+                    )
+                ],
+            )
+        if isinstance(model_config, pi0_config.Pi0Config):
+            tokenizer = _tokenizer.PaligemmaTokenizer(model_config.max_token_len, model_path=self.paligemma_tokenizer)
+            discrete = bool(model_config.discrete_state_input)
+            return _transforms.Group(inputs=[*common, _transforms.TokenizePrompt(tokenizer, discrete), pad])
+        raise ValueError(f"no model transforms for {type(model_config).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfigFactory(abc.ABC):
+    repo_id: str = "fake"
+    root: str | None = None
+    assets: AssetsConfig = AssetsConfig()
+    base_config: DataConfig | None = None
+
+    @abc.abstractmethod
+    def create(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig: ...
+
+    def create_base_config(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig:
+        asset_id = self.assets.asset_id or self.repo_id
+        return dataclasses.replace(
+            self.base_config or DataConfig(),
+            repo_id=self.repo_id,
+            root=self.root,
+            asset_id=asset_id,
+            norm_stats=load_norm_stats(pathlib.Path(self.assets.assets_dir or assets_dirs), asset_id),
+            use_quantile_norm=model_config.model_type != _model.ModelType.PI0,
+        )
+
+
+def load_norm_stats(assets_dir: pathlib.Path | str, asset_id: str | None) -> dict[str, normalize.NormStats] | None:
+    if asset_id is None:
+        return None
+    try:
+        folder = download.maybe_download(f"{assets_dir}/{asset_id}")
+        stats = normalize.load(folder)
+    except FileNotFoundError:
+        logger.info("No norm stats under %s/%s", assets_dir, asset_id)
+        return None
+    logger.info("Loaded norm stats from %s", folder)
+    return stats
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeDataConfig(DataConfigFactory):
+    """Random model-ready samples (no dataset, no tokenizer): for smoke runs and benchmarks."""
+
+    repo_id: str = "fake"
+
+    def create(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig:
+        return DataConfig(repo_id="fake")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimpleDataConfig(DataConfigFactory):
+    """Your own robot: repack + data transforms you give, model transforms from the model config."""
+
+    repack_transforms: _transforms.Group = _transforms.Group()
+    data_transforms: _transforms.Group = _transforms.Group()
+    model_transforms: ModelTransformFactory = ModelTransformFactory()
+    action_sequence_keys: Sequence[str] = ("actions",)
+    prompt_from_task: bool = False
+
+    def create(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig:
+        return dataclasses.replace(
+            self.create_base_config(assets_dirs, model_config),
+            repack_transforms=self.repack_transforms,
+            data_transforms=self.data_transforms,
+            model_transforms=self.model_transforms(model_config),
+            action_sequence_keys=tuple(self.action_sequence_keys),
+            prompt_from_task=self.prompt_from_task,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    exp_name: str = "default"
+    project_name: str = "openpi-ros"
+    model: ModelConfig = dataclasses.field(default_factory=pi0_config.Pi0Config)
+    weight_loader: Any = weight_loaders.NoOpWeightLoader()
+    lr_schedule: Any = _optimizer.CosineDecaySchedule()
+    optimizer: _optimizer.AdamW = _optimizer.AdamW()
+    ema_decay: float | None = 0.99
+    freeze_filter: Any = None  # None: the model config's (LoRA variants freeze their base weights)
+    data: DataConfigFactory = dataclasses.field(default_factory=FakeDataConfig)
+    assets_base_dir: str = "./assets"
+    checkpoint_base_dir: str = "./checkpoints"
+    seed: int = 42
+    batch_size: int = 32
+    num_workers: int = 2
+    num_train_steps: int = 30_000
+    log_interval: int = 100
+    save_interval: int = 1000
+    keep_period: int | None = 5000
+    overwrite: bool = False
+    resume: bool = False
+    wandb_enabled: bool = False
+    fsdp_devices: int = 1
+    # Arrays smaller than this stay replicated under FSDP.
+    fsdp_min_param_mb: float = 4.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.resume and self.overwrite:
+            problems.append("resume and overwrite: choose one")
+        for field in ("batch_size", "num_train_steps", "save_interval", "log_interval", "fsdp_devices"):
+            if getattr(self, field) < 1:
+                problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.num_workers < 0:
+            problems.append(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.keep_period is not None and self.keep_period < 1:
+            problems.append(f"keep_period must be >= 1 or None, got {self.keep_period}")
+        if not self.exp_name or "/" in self.exp_name:
+            problems.append(f"exp_name must be a non-empty name without '/', got {self.exp_name!r}")
+        if problems:
+            raise ValueError(f"invalid TrainConfig {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def assets_dirs(self) -> pathlib.Path:
+        return (pathlib.Path(self.assets_base_dir) / self.name).resolve()
+
+    @property
+    def checkpoint_dir(self) -> pathlib.Path:
+        return (pathlib.Path(self.checkpoint_base_dir) / self.name / self.exp_name).resolve()
+
+    @property
+    def effective_freeze_filter(self) -> Any:
+        return self.model.get_freeze_filter() if self.freeze_filter is None else self.freeze_filter
+
+    @property
+    def trainable_filter(self) -> Any:
+        return nnx.All(nnx.Param, nnx.Not(self.effective_freeze_filter))
+
+
+def _registry() -> dict[str, TrainConfig]:
+    from openpi_core.training.configs import all_configs  # noqa: PLC0415 (the config modules import this one)
+
+    configs = all_configs()
+    names = [c.name for c in configs]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"config names defined twice: {sorted(duplicates)}")
+    return {c.name: c for c in configs}
+
+
+def config_names() -> list[str]:
+    return sorted(_registry())
+
+
+def get_config(name: str) -> TrainConfig:
+    registry = _registry()
+    if name not in registry:
+        close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown config {name!r}.{hint} Known: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def cli(argv: Sequence[str] | None = None) -> TrainConfig:
+    """`<config name> [--field value ...]`: a named config with tyro overrides (`--batch-size 8`, `--resume`)."""
+    import tyro  # noqa: PLC0415
+
+    registry = _registry()
+    subcommands = {name: (config.data.__class__.__name__, config) for name, config in sorted(registry.items())}
+    return tyro.extras.overridable_config_cli(subcommands, args=argv)

@@ -1,0 +1,89 @@
+"""ALOHA (bimanual, Trossen): openpi's ALOHA configs on LeRobot-format ALOHA datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+from openpi_core import transforms as _transforms
+from openpi_core.models import model as _model
+from openpi_core.models import pi0_config
+from openpi_core.policies import aloha_policy
+from openpi_core.training import weight_loaders
+from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFactory, ModelTransformFactory, TrainConfig
+
+BASE = "gs://openpi-assets/checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeRobotAlohaDataConfig(DataConfigFactory):
+    """LeRobot ALOHA layout: `observation.images.<cam>`, `observation.state` [14], `action` [14]."""
+
+    repo_id: str = "lerobot/aloha_sim_transfer_cube_human"
+    use_delta_joint_actions: bool = True
+    default_prompt: str | None = None
+    adapt_to_pi: bool = True
+    cameras: tuple[str, ...] = ("top",)
+    model_transforms: ModelTransformFactory = ModelTransformFactory()
+
+    def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
+        camera_names = {
+            "top": "cam_high",
+            "low": "cam_low",
+            "left_wrist": "cam_left_wrist",
+            "right_wrist": "cam_right_wrist",
+        }
+        images = {camera_names.get(cam, cam): f"observation.images.{cam}" for cam in self.cameras}
+        repack = _transforms.Group(
+            inputs=[_transforms.RepackTransform({"images": images, "state": "observation.state", "actions": "action"})]
+        )
+        data = _transforms.Group(
+            inputs=[aloha_policy.AlohaInputs(adapt_to_pi=self.adapt_to_pi)],
+            outputs=[aloha_policy.AlohaOutputs(adapt_to_pi=self.adapt_to_pi)],
+        )
+        if self.use_delta_joint_actions:
+            mask = _transforms.make_bool_mask(6, -1, 6, -1)
+            data = data.push(inputs=[_transforms.DeltaActions(mask)], outputs=[_transforms.AbsoluteActions(mask)])
+        model_transforms = dataclasses.replace(self.model_transforms, default_prompt=self.default_prompt)
+        return dataclasses.replace(
+            self.create_base_config(assets_dirs, model_config),
+            repack_transforms=repack,
+            data_transforms=data,
+            model_transforms=model_transforms(model_config),
+            action_sequence_keys=("action",),
+        )
+
+
+CONFIGS = [
+    TrainConfig(
+        name="pi0_aloha",
+        model=pi0_config.Pi0Config(),
+        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=AssetsConfig(asset_id="trossen")),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+    ),
+    TrainConfig(
+        name="pi05_aloha",
+        model=pi0_config.Pi0Config(pi05=True),
+        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=AssetsConfig(asset_id="trossen")),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_base/params"),
+    ),
+    TrainConfig(
+        name="pi0_aloha_towel",
+        model=pi0_config.Pi0Config(),
+        data=LeRobotAlohaDataConfig(
+            repo_id="aloha", assets=AssetsConfig(asset_id="trossen"), default_prompt="fold the towel"
+        ),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+    ),
+    TrainConfig(
+        name="pi0_aloha_sim",
+        model=pi0_config.Pi0Config(),
+        data=LeRobotAlohaDataConfig(
+            repo_id="lerobot/aloha_sim_transfer_cube_human",
+            default_prompt="Transfer cube",
+            use_delta_joint_actions=False,
+        ),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        num_train_steps=20_000,
+    ),
+]

@@ -1,0 +1,73 @@
+"""DROID (Franka): openpi's DROID configs on a LeRobot-format DROID dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+from openpi_core import transforms as _transforms
+from openpi_core.models import model as _model
+from openpi_core.models import pi0_config, pi0_fast
+from openpi_core.policies import droid_policy
+from openpi_core.training import weight_loaders
+from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFactory, ModelTransformFactory, TrainConfig
+
+BASE = "gs://openpi-assets/checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeRobotDROIDDataConfig(DataConfigFactory):
+    """Dataset keys `exterior_image_1_left`, `wrist_image_left`, `joint_position` [7], `gripper_position` [1],
+    `actions` [8] (joint velocities + gripper position), the task as the prompt."""
+
+    repo_id: str = "droid"
+    assets: AssetsConfig = AssetsConfig(asset_id="droid")
+    base_config: DataConfig | None = DataConfig(prompt_from_task=True)
+    model_transforms: ModelTransformFactory = ModelTransformFactory()
+
+    def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
+        repack = _transforms.Group(
+            inputs=[
+                _transforms.RepackTransform(
+                    {
+                        "observation/exterior_image_1_left": "exterior_image_1_left",
+                        "observation/wrist_image_left": "wrist_image_left",
+                        "observation/joint_position": "joint_position",
+                        "observation/gripper_position": "gripper_position",
+                        "actions": "actions",
+                        "prompt": "prompt",
+                    }
+                )
+            ]
+        )
+        data = _transforms.Group(
+            inputs=[droid_policy.DroidInputs(model_config.model_type)], outputs=[droid_policy.DroidOutputs()]
+        )
+        return dataclasses.replace(
+            self.create_base_config(assets_dirs, model_config),
+            repack_transforms=repack,
+            data_transforms=data,
+            model_transforms=self.model_transforms(model_config),
+        )
+
+
+CONFIGS = [
+    TrainConfig(
+        name="pi0_droid",
+        model=pi0_config.Pi0Config(action_horizon=10),
+        data=LeRobotDROIDDataConfig(),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+    ),
+    TrainConfig(
+        name="pi0_fast_droid",
+        model=pi0_fast.Pi0FASTConfig(action_dim=8, action_horizon=10),
+        data=LeRobotDROIDDataConfig(),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_fast_base/params"),
+    ),
+    TrainConfig(
+        name="pi05_droid",
+        model=pi0_config.Pi0Config(pi05=True, action_horizon=15),
+        data=LeRobotDROIDDataConfig(),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_base/params"),
+    ),
+]

@@ -1,0 +1,92 @@
+"""LIBERO (simulated Franka): openpi's LIBERO configs on the LeRobot-format dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+from openpi_core import transforms as _transforms
+from openpi_core.models import model as _model
+from openpi_core.models import pi0_config, pi0_fast
+from openpi_core.policies import libero_policy
+from openpi_core.training import optimizer, weight_loaders
+from openpi_core.training.config import DataConfig, DataConfigFactory, ModelTransformFactory, TrainConfig
+
+BASE = "gs://openpi-assets/checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeRobotLiberoDataConfig(DataConfigFactory):
+    """Dataset keys `image`, `wrist_image`, `state` [8], `actions` [7], with the task as the prompt."""
+
+    repo_id: str = "physical-intelligence/libero"
+    base_config: DataConfig | None = DataConfig(prompt_from_task=True)
+    model_transforms: ModelTransformFactory = ModelTransformFactory()
+    # Joints are relative to the state (6 dims), the gripper stays absolute.
+    use_delta_actions: bool = True
+
+    def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
+        repack = _transforms.Group(
+            inputs=[
+                _transforms.RepackTransform(
+                    {
+                        "observation/image": "image",
+                        "observation/wrist_image": "wrist_image",
+                        "observation/state": "state",
+                        "actions": "actions",
+                        "prompt": "prompt",
+                    }
+                )
+            ]
+        )
+        data = _transforms.Group(
+            inputs=[libero_policy.LiberoInputs(model_config.model_type)], outputs=[libero_policy.LiberoOutputs()]
+        )
+        if self.use_delta_actions:
+            mask = _transforms.make_bool_mask(6, -1)
+            data = data.push(inputs=[_transforms.DeltaActions(mask)], outputs=[_transforms.AbsoluteActions(mask)])
+        return dataclasses.replace(
+            self.create_base_config(assets_dirs, model_config),
+            repack_transforms=repack,
+            data_transforms=data,
+            model_transforms=self.model_transforms(model_config),
+        )
+
+
+CONFIGS = [
+    TrainConfig(
+        name="pi0_libero",
+        model=pi0_config.Pi0Config(),
+        data=LeRobotLiberoDataConfig(),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        num_train_steps=30_000,
+    ),
+    TrainConfig(
+        name="pi0_libero_low_mem_finetune",
+        model=pi0_config.Pi0Config(paligemma_variant="gemma_2b_lora", action_expert_variant="gemma_300m_lora"),
+        data=LeRobotLiberoDataConfig(),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        num_train_steps=30_000,
+        ema_decay=None,
+    ),
+    TrainConfig(
+        name="pi0_fast_libero",
+        model=pi0_fast.Pi0FASTConfig(action_dim=7, action_horizon=10, max_token_len=180),
+        data=LeRobotLiberoDataConfig(),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_fast_base/params"),
+        num_train_steps=30_000,
+    ),
+    TrainConfig(
+        name="pi05_libero",
+        model=pi0_config.Pi0Config(pi05=True, action_horizon=10, discrete_state_input=False),
+        data=LeRobotLiberoDataConfig(),
+        batch_size=256,
+        lr_schedule=optimizer.CosineDecaySchedule(
+            warmup_steps=10_000, peak_lr=5e-5, decay_steps=1_000_000, decay_lr=5e-5
+        ),
+        optimizer=optimizer.AdamW(clip_gradient_norm=1.0),
+        ema_decay=0.999,
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_base/params"),
+        num_train_steps=30_000,
+    ),
+]

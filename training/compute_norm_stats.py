@@ -1,0 +1,68 @@
+"""Compute a config's norm stats over its dataset: `python training/compute_norm_stats.py <config> [--max-frames N]`.
+
+Writes `<assets_base_dir>/<config>/<asset_id>/norm_stats.json` (openpi's format), which training and
+`create_trained_policy` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from openpi_core import normalize
+from openpi_core.training import config as _config
+from openpi_core.training import data_loader
+
+KEYS = ("state", "actions")
+
+
+def compute(
+    config: _config.TrainConfig, *, max_frames: int | None = None, batch_size: int = 32
+) -> dict[str, normalize.NormStats]:
+    data_config = config.data.create(config.assets_dirs, config.model)
+    if data_config.repo_id == "fake":
+        raise ValueError(f"config {config.name!r} trains on fake data: there is nothing to compute norm stats over")
+    dataset = data_loader.create_lerobot_dataset(data_config, config.model.action_horizon)
+    transforms = [*data_config.repack_transforms.inputs, *data_config.data_transforms.inputs]
+    if data_config.prompt_from_task:
+        transforms.insert(0, data_loader._transforms.PromptFromLeRobotTask())
+    dataset = data_loader.TransformedDataset(dataset, transforms)
+    frames = len(dataset) if max_frames is None else min(max_frames, len(dataset))
+    stats = {key: normalize.RunningStats() for key in KEYS}
+    order = np.random.default_rng(0).permutation(len(dataset))[:frames]
+    for start in tqdm(range(0, frames, batch_size), desc=f"norm stats {config.name}", unit="batch"):
+        batch = data_loader.collate([dataset[int(i)] for i in order[start : start + batch_size]])
+        for key in KEYS:
+            if key not in batch:
+                raise ValueError(f"the transformed samples have no {key!r} (keys: {sorted(batch)})")
+            stats[key].update(np.asarray(batch[key]))
+    result = {key: value.get_statistics() for key, value in stats.items()}
+    path = normalize.save(config.assets_dirs / data_config.asset_id, result)
+    logging.getLogger(__name__).info("Wrote %s (%d frames)", path, frames)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="a config name (see training/train.py --help)")
+    parser.add_argument("--max-frames", type=int, help="use a random subset of this many frames")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--assets-base-dir", help="override the config's assets_base_dir")
+    args = parser.parse_args(argv)
+    config = _config.get_config(args.config)
+    if args.assets_base_dir:
+        import dataclasses  # noqa: PLC0415
+
+        config = dataclasses.replace(config, assets_base_dir=args.assets_base_dir)
+    compute(config, max_frames=args.max_frames, batch_size=args.batch_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
