@@ -14,7 +14,8 @@ from openpi_core.training import trainer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("openpi_core").setLevel(logging.INFO)
     config = _config.cli(argv)
     try:
         state = trainer.train(config)
