@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from openpi_core.models import benchmark
@@ -38,3 +39,15 @@ def test_benchmark_reports(model: str, capsys: pytest.CaptureFixture[str]) -> No
 def test_benchmark_rejects_bad_prompt_length() -> None:
     with pytest.raises(SystemExit, match="prompt-len"):
         benchmark.main(["--model", "pi0", "--prompt-len", "500"])
+
+
+def test_training_benchmark_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    from openpi_core.training import benchmark as train_benchmark  # noqa: PLC0415
+
+    assert train_benchmark.main(["debug", "--steps", "2", "--warmup", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"] == "debug"
+    assert result["batch_size"] == 2
+    assert result["step_ms_median"] > 0
+    assert result["samples_per_s"] > 0
+    assert np.isfinite(result["final_loss"])

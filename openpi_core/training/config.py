@@ -248,5 +248,8 @@ def cli(argv: Sequence[str] | None = None) -> TrainConfig:
     import tyro  # noqa: PLC0415
 
     registry = _registry()
-    subcommands = {name: (config.data.__class__.__name__, config) for name, config in sorted(registry.items())}
+    subcommands = {
+        name: (f"{config.model.model_type.value} on {type(config.data).__name__}({config.data.repo_id})", config)
+        for name, config in sorted(registry.items())
+    }
     return tyro.extras.overridable_config_cli(subcommands, args=argv)

@@ -105,7 +105,7 @@ class Trainer:
             decay = self.config.ema_decay
             ema = jax.tree.map(lambda old, new: decay * old + (1 - decay) * new, ema, params)
         kernels = [v for k, v in trainable.items() if v.ndim > 1]
-        info = {"loss": loss, "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(kernels)}
+        info = {"loss": loss, "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(kernels)}
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), info
 
     def jit_train_step(self) -> Any:
