@@ -257,6 +257,18 @@ def make_bool_mask(*dims: int) -> tuple[bool, ...]:
     return tuple(out)
 
 
+def _shift_actions(data: DataDict, mask: Sequence[bool] | None, sign: float) -> DataDict:
+    """actions[..., i] += sign * state[i] where mask[i] (the leading len(mask) dimensions)."""
+    if "actions" not in data or mask is None:
+        return data
+    mask = np.asarray(mask)
+    dims = mask.shape[-1]
+    actions = np.asarray(data["actions"], np.float32).copy()
+    state = np.asarray(data["state"])
+    actions[..., :dims] += sign * np.expand_dims(np.where(mask, state[..., :dims], 0), axis=-2)
+    return {**data, "actions": actions}
+
+
 @dataclasses.dataclass(frozen=True)
 class DeltaActions:
     """Actions where `mask` is True become relative to the current state (joints); others stay absolute."""
@@ -264,14 +276,7 @@ class DeltaActions:
     mask: Sequence[bool] | None
 
     def __call__(self, data: DataDict) -> DataDict:
-        if "actions" not in data or self.mask is None:
-            return data
-        mask = np.asarray(self.mask)
-        dims = mask.shape[-1]
-        actions = np.asarray(data["actions"], np.float32).copy()
-        state = np.asarray(data["state"])
-        actions[..., :dims] -= np.expand_dims(np.where(mask, state[..., :dims], 0), axis=-2)
-        return {**data, "actions": actions}
+        return _shift_actions(data, self.mask, -1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,14 +286,7 @@ class AbsoluteActions:
     mask: Sequence[bool] | None
 
     def __call__(self, data: DataDict) -> DataDict:
-        if "actions" not in data or self.mask is None:
-            return data
-        mask = np.asarray(self.mask)
-        dims = mask.shape[-1]
-        actions = np.asarray(data["actions"], np.float32).copy()
-        state = np.asarray(data["state"])
-        actions[..., :dims] += np.expand_dims(np.where(mask, state[..., :dims], 0), axis=-2)
-        return {**data, "actions": actions}
+        return _shift_actions(data, self.mask, 1.0)
 
 
 def _prompt_text(data: DataDict) -> str:

@@ -251,3 +251,73 @@ def test_missing_dataset_keys_are_named(tmp_path: Path, libero_dataset: Path) ->
     with pytest.raises(KeyError, match="top_image"):
         broken[0]
     assert dataset[0]["state"].shape == (32,)
+
+
+def _dataset_sample(family: str, horizon: int) -> dict[str, object]:
+    """One item as `lerobot` returns it for each family's dataset layout (float CHW video frames)."""
+    rng = np.random.default_rng(0)
+    frame = rng.uniform(0, 1, (3, 48, 64)).astype(np.float32)
+    if family == "aloha":
+        return {
+            "observation.images.top": frame,
+            "observation.state": rng.uniform(-1, 1, 14),
+            "action": rng.uniform(-1, 1, (horizon, 14)),
+            "task": "fold",
+        }
+    if family == "droid":
+        return {
+            "exterior_image_1_left": frame,
+            "wrist_image_left": frame,
+            "joint_position": rng.uniform(-1, 1, 7),
+            "gripper_position": rng.uniform(0, 1, 1),
+            "actions": rng.uniform(-1, 1, (horizon, 8)),
+            "task": "wipe the table",
+        }
+    return {
+        "image": frame,
+        "wrist_image": frame,
+        "state": rng.uniform(-1, 1, 8),
+        "actions": rng.uniform(-1, 1, (horizon, 7)),
+        "task": "open the drawer",
+    }
+
+
+@pytest.fixture(scope="module")
+def local_tokenizers(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    from openpi_core.models import tokenizer  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("tokenizers")
+    sp = make_paligemma_like_model(folder / "sp.model")
+    chunks = np.random.default_rng(0).uniform(-1, 1, (300, 10, 8)).cumsum(axis=1) / 5
+    fast = tokenizer.FASTActionTokenizer.fit(chunks, vocab_size=1024).save(folder / "fast")
+    return str(sp), str(fast)
+
+
+@pytest.mark.parametrize("name", [n for n in _config.config_names() if not n.startswith("debug")])
+def test_named_config_pipelines_run(name: str, tmp_path: Path, local_tokenizers: tuple[str, str]) -> None:
+    """Every robot config's transform pipeline turns a sample of its dataset layout into model inputs."""
+    sp, fast = local_tokenizers
+    config = _config.get_config(name)
+    factory = _config.ModelTransformFactory(paligemma_tokenizer=sp, fast_tokenizer=fast)
+    model = config.model
+    if hasattr(model, "fast_model_tokenizer"):
+        model = dataclasses.replace(model, fast_model_tokenizer=fast)
+    data_config = dataclasses.replace(config.data, model_transforms=factory).create(tmp_path, model)
+    family = next(f for f in ("aloha", "droid", "libero") if f in name)
+    sample = _dataset_sample(family, model.action_horizon)
+    pipeline = [data_loader._transforms.PromptFromLeRobotTask()] if data_config.prompt_from_task else []
+    pipeline += [
+        *data_config.repack_transforms.inputs,
+        *data_config.data_transforms.inputs,
+        *data_config.model_transforms.inputs,
+    ]
+    out = data_loader._transforms.compose(pipeline)(sample)
+    if model.model_type == "pi0_fast":  # state in the text, actions as tokens: no padding
+        assert out["token_loss_mask"].sum() > 3
+        assert out["actions"].shape[0] == model.action_horizon
+    else:
+        assert out["state"].shape == (model.action_dim,)
+        assert out["actions"].shape == (model.action_horizon, model.action_dim)
+    assert out["tokenized_prompt"].shape == (model.max_token_len,)
+    assert out["tokenized_prompt_mask"].sum() > 3
+    assert all(image.shape == (224, 224, 3) for image in out["image"].values())

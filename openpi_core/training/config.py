@@ -67,7 +67,6 @@ class ModelTransformFactory:
 
     def __call__(self, model_config: ModelConfig) -> _transforms.Group:
         common = [_transforms.InjectDefaultPrompt(self.default_prompt), _transforms.ResizeImages(224, 224)]
-        pad = _transforms.PadStatesAndActions(model_config.action_dim)
         if isinstance(model_config, pi0_fast.Pi0FASTConfig):
             tokenizer = _tokenizer.FASTTokenizer(
                 model_config.max_token_len,
@@ -75,8 +74,9 @@ class ModelTransformFactory:
                 paligemma_model_path=self.paligemma_tokenizer,
                 **(model_config.fast_model_tokenizer_kwargs or {}),
             )
+            # No padding: π₀-FAST reads the state as text and its actions as tokens, at their own dimension.
             return _transforms.Group(
-                inputs=[*common, _transforms.TokenizeFASTInputs(tokenizer), pad],
+                inputs=[*common, _transforms.TokenizeFASTInputs(tokenizer)],
                 outputs=[
                     _transforms.ExtractFASTActions(
                         tokenizer, action_horizon=model_config.action_horizon, action_dim=model_config.action_dim
@@ -86,6 +86,7 @@ class ModelTransformFactory:
         if isinstance(model_config, pi0_config.Pi0Config):
             tokenizer = _tokenizer.PaligemmaTokenizer(model_config.max_token_len, model_path=self.paligemma_tokenizer)
             discrete = bool(model_config.discrete_state_input)
+            pad = _transforms.PadStatesAndActions(model_config.action_dim)
             return _transforms.Group(inputs=[*common, _transforms.TokenizePrompt(tokenizer, discrete), pad])
         raise ValueError(f"no model transforms for {type(model_config).__name__}")
 
@@ -109,6 +110,23 @@ class DataConfigFactory(abc.ABC):
             asset_id=asset_id,
             norm_stats=load_norm_stats(pathlib.Path(self.assets.assets_dir or assets_dirs), asset_id),
             use_quantile_norm=model_config.model_type != _model.ModelType.PI0,
+        )
+
+    def with_transforms(
+        self,
+        assets_dirs: pathlib.Path,
+        model_config: ModelConfig,
+        *,
+        repack: dict[str, Any],
+        data: _transforms.Group,
+        model_transforms: ModelTransformFactory,
+    ) -> DataConfig:
+        """The base config plus a repack structure (see `RepackTransform`), robot transforms and model transforms."""
+        return dataclasses.replace(
+            self.create_base_config(assets_dirs, model_config),
+            repack_transforms=_transforms.Group(inputs=[_transforms.RepackTransform(repack)]),
+            data_transforms=data,
+            model_transforms=model_transforms(model_config),
         )
 
 

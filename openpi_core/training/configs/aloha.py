@@ -20,6 +20,8 @@ class LeRobotAlohaDataConfig(DataConfigFactory):
     """LeRobot ALOHA layout: `observation.images.<cam>`, `observation.state` [14], `action` [14]."""
 
     repo_id: str = "lerobot/aloha_sim_transfer_cube_human"
+    # LeRobot v3 samples carry their task; it is the prompt (a default_prompt fills in only where none is set).
+    base_config: DataConfig | None = DataConfig(prompt_from_task=True)
     use_delta_joint_actions: bool = True
     default_prompt: str | None = None
     adapt_to_pi: bool = True
@@ -34,9 +36,9 @@ class LeRobotAlohaDataConfig(DataConfigFactory):
             "right_wrist": "cam_right_wrist",
         }
         images = {camera_names.get(cam, cam): f"observation.images.{cam}" for cam in self.cameras}
-        repack = _transforms.Group(
-            inputs=[_transforms.RepackTransform({"images": images, "state": "observation.state", "actions": "action"})]
-        )
+        repack = {"images": images, "state": "observation.state", "actions": "action"}
+        if self.base_config is not None and self.base_config.prompt_from_task:
+            repack["prompt"] = "prompt"
         data = _transforms.Group(
             inputs=[aloha_policy.AlohaInputs(adapt_to_pi=self.adapt_to_pi)],
             outputs=[aloha_policy.AlohaOutputs(adapt_to_pi=self.adapt_to_pi)],
@@ -45,13 +47,10 @@ class LeRobotAlohaDataConfig(DataConfigFactory):
             mask = _transforms.make_bool_mask(6, -1, 6, -1)
             data = data.push(inputs=[_transforms.DeltaActions(mask)], outputs=[_transforms.AbsoluteActions(mask)])
         model_transforms = dataclasses.replace(self.model_transforms, default_prompt=self.default_prompt)
-        return dataclasses.replace(
-            self.create_base_config(assets_dirs, model_config),
-            repack_transforms=repack,
-            data_transforms=data,
-            model_transforms=model_transforms(model_config),
-            action_sequence_keys=("action",),
+        config = self.with_transforms(
+            assets_dirs, model_config, repack=repack, data=data, model_transforms=model_transforms
         )
+        return dataclasses.replace(config, action_sequence_keys=("action",))
 
 
 CONFIGS = [

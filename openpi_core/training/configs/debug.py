@@ -8,40 +8,19 @@ from openpi_core.training.config import FakeDataConfig, TrainConfig
 
 TINY = {"paligemma_variant": "dummy", "vision_variant": "mu/14", "vocab_size": 1024, "dtype": "float32"}
 
+
+def _debug(name: str, model: object, **overrides: object) -> TrainConfig:
+    defaults = {"batch_size": 2, "num_workers": 0, "num_train_steps": 10, "log_interval": 1, "save_interval": 5}
+    return TrainConfig(name=name, exp_name="debug", model=model, data=FakeDataConfig(), **(defaults | overrides))
+
+
 CONFIGS = [
-    TrainConfig(
-        name="debug",
-        exp_name="debug",
-        model=pi0_config.Pi0Config(action_expert_variant="dummy", **TINY),
-        data=FakeDataConfig(),
+    _debug(
+        "debug",
+        pi0_config.Pi0Config(action_expert_variant="dummy", **TINY),
         lr_schedule=optimizer.CosineDecaySchedule(warmup_steps=2, peak_lr=1e-3, decay_steps=100, decay_lr=1e-4),
-        batch_size=2,
-        num_workers=0,
-        num_train_steps=10,
-        log_interval=1,
-        save_interval=5,
         keep_period=None,
     ),
-    TrainConfig(
-        name="debug_pi05",
-        exp_name="debug",
-        model=pi0_config.Pi0Config(action_expert_variant="dummy", pi05=True, **TINY),
-        data=FakeDataConfig(),
-        batch_size=2,
-        num_workers=0,
-        num_train_steps=10,
-        log_interval=1,
-        save_interval=5,
-    ),
-    TrainConfig(
-        name="debug_pi0_fast",
-        exp_name="debug",
-        model=pi0_fast.Pi0FASTConfig(**TINY),
-        data=FakeDataConfig(),
-        batch_size=2,
-        num_workers=0,
-        num_train_steps=10,
-        log_interval=1,
-        save_interval=5,
-    ),
+    _debug("debug_pi05", pi0_config.Pi0Config(action_expert_variant="dummy", pi05=True, **TINY)),
+    _debug("debug_pi0_fast", pi0_fast.Pi0FASTConfig(**TINY)),
 ]

@@ -26,28 +26,19 @@ class LeRobotDROIDDataConfig(DataConfigFactory):
     model_transforms: ModelTransformFactory = ModelTransformFactory()
 
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
-        repack = _transforms.Group(
-            inputs=[
-                _transforms.RepackTransform(
-                    {
-                        "observation/exterior_image_1_left": "exterior_image_1_left",
-                        "observation/wrist_image_left": "wrist_image_left",
-                        "observation/joint_position": "joint_position",
-                        "observation/gripper_position": "gripper_position",
-                        "actions": "actions",
-                        "prompt": "prompt",
-                    }
-                )
-            ]
-        )
+        repack = {
+            "observation/exterior_image_1_left": "exterior_image_1_left",
+            "observation/wrist_image_left": "wrist_image_left",
+            "observation/joint_position": "joint_position",
+            "observation/gripper_position": "gripper_position",
+            "actions": "actions",
+            "prompt": "prompt",
+        }
         data = _transforms.Group(
             inputs=[droid_policy.DroidInputs(model_config.model_type)], outputs=[droid_policy.DroidOutputs()]
         )
-        return dataclasses.replace(
-            self.create_base_config(assets_dirs, model_config),
-            repack_transforms=repack,
-            data_transforms=data,
-            model_transforms=self.model_transforms(model_config),
+        return self.with_transforms(
+            assets_dirs, model_config, repack=repack, data=data, model_transforms=self.model_transforms
         )
 
 

@@ -26,30 +26,21 @@ class LeRobotLiberoDataConfig(DataConfigFactory):
     use_delta_actions: bool = True
 
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
-        repack = _transforms.Group(
-            inputs=[
-                _transforms.RepackTransform(
-                    {
-                        "observation/image": "image",
-                        "observation/wrist_image": "wrist_image",
-                        "observation/state": "state",
-                        "actions": "actions",
-                        "prompt": "prompt",
-                    }
-                )
-            ]
-        )
+        repack = {
+            "observation/image": "image",
+            "observation/wrist_image": "wrist_image",
+            "observation/state": "state",
+            "actions": "actions",
+            "prompt": "prompt",
+        }
         data = _transforms.Group(
             inputs=[libero_policy.LiberoInputs(model_config.model_type)], outputs=[libero_policy.LiberoOutputs()]
         )
         if self.use_delta_actions:
             mask = _transforms.make_bool_mask(6, -1)
             data = data.push(inputs=[_transforms.DeltaActions(mask)], outputs=[_transforms.AbsoluteActions(mask)])
-        return dataclasses.replace(
-            self.create_base_config(assets_dirs, model_config),
-            repack_transforms=repack,
-            data_transforms=data,
-            model_transforms=self.model_transforms(model_config),
+        return self.with_transforms(
+            assets_dirs, model_config, repack=repack, data=data, model_transforms=self.model_transforms
         )
 
 
