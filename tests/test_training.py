@@ -15,13 +15,14 @@ import flax.traverse_util
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 from helpers.tokenizers import make_paligemma_like_model
 
 from openpi_core import normalize
 from openpi_core.models import gemma, lora
 from openpi_core.models import model as _model
 from openpi_core.training import config as _config
-from openpi_core.training import data_loader, sharding, trainer
+from openpi_core.training import data_loader, sharding, trainer, weight_loaders
 from openpi_core.training.configs import libero
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,7 +220,8 @@ def test_lerobot_v3_dataset_trains(tmp_path: Path, libero_dataset: Path) -> None
     assert sample["state"].shape == (32,)
     assert sample["tokenized_prompt_mask"].sum() > 3
 
-    state = trainer.train(dataclasses.replace(config, overwrite=True))
+    # One spawned loader worker: the whole pipeline (video decoding, tokenizer) runs in another process.
+    state = trainer.train(dataclasses.replace(config, overwrite=True, num_workers=1))
     assert int(state.step) == 2
     step_dir = tmp_path / "ckpt" / "libero_tiny" / "run" / "2"
     saved = normalize.load(step_dir / "assets" / "local/libero_tiny")
@@ -321,3 +323,37 @@ def test_named_config_pipelines_run(name: str, tmp_path: Path, local_tokenizers:
     assert out["tokenized_prompt"].shape == (model.max_token_len,)
     assert out["tokenized_prompt_mask"].sum() > 3
     assert all(image.shape == (224, 224, 3) for image in out["image"].values())
+
+
+PI0_FIXTURE = REPO.parent / "shared" / "fixtures" / "openpi_parity" / "pi0" / "params"
+
+
+@pytest.mark.skipif(not PI0_FIXTURE.is_dir(), reason="needs ../shared/fixtures/openpi_parity/pi0")
+def test_weights_from_an_openpi_checkpoint(tmp_path: Path) -> None:
+    """The debug model has the pi0 fixture's architecture: its openpi checkpoint initialises training, and a LoRA
+    variant of it loads the same checkpoint with fresh adapters."""
+    expected = flax.traverse_util.flatten_dict(_model.restore_params(PI0_FIXTURE), sep="/")
+    loader = weight_loaders.CheckpointWeightLoader(str(PI0_FIXTURE))
+    config = _debug(tmp_path, weight_loader=loader)
+    train = trainer.Trainer(config, sharding.make_mesh(1))
+    abstract = nnx.to_pure_dict(nnx.state(config.model.abstract_model(), nnx.Param))
+    state = train.init(jax.random.key(0), flax.traverse_util.flatten_dict(loader.load(abstract), sep="/"))
+    got = flax.traverse_util.flatten_dict(jax.device_get(state.params), sep="/")
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+    adapter = lora.LoRAConfig(rank=2, alpha=2.0)
+    gemma.register_variant(
+        "test_loader_lora",
+        dataclasses.replace(gemma.get_config("dummy"), lora_configs={"attn": adapter}),
+        overwrite=True,
+    )
+    lora_model = dataclasses.replace(config.model, paligemma_variant="test_loader_lora")
+    lora_abstract = nnx.to_pure_dict(nnx.state(lora_model.abstract_model(), nnx.Param))
+    loaded = flax.traverse_util.flatten_dict(loader.load(lora_abstract), sep="/")
+    assert set(loaded) == set(expected)  # adapters are left to their initialisation
+    with pytest.raises(ValueError, match="lacks parameters the model needs"):
+        weight_loaders.CheckpointWeightLoader(str(PI0_FIXTURE), missing_regex="nothing").load(lora_abstract)
+    wider = dataclasses.replace(config.model, action_dim=16)
+    with pytest.raises(ValueError, match="action_in_proj/kernel has shape"):
+        loader.load(nnx.to_pure_dict(nnx.state(wider.abstract_model(), nnx.Param)))

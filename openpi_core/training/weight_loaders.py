@@ -8,7 +8,6 @@ import re
 from typing import Any, Protocol
 
 import flax.traverse_util
-import jax
 import numpy as np
 
 from openpi_core import download
@@ -60,10 +59,3 @@ def merge_params(loaded: _model.Params, expected: _model.Params, *, missing_rege
     dropped = len(flat_loaded) - len(out)
     logger.info("Loaded %d parameter arrays from %s (%d unused)", len(out), source, dropped)
     return flax.traverse_util.unflatten_dict(out, sep="/")
-
-
-def abstract_params(model_config: _model.BaseModelConfig) -> _model.Params:
-    from flax import nnx  # noqa: PLC0415
-
-    state = nnx.state(model_config.abstract_model(), nnx.Param)
-    return jax.tree.map(lambda x: x, nnx.to_pure_dict(state))
