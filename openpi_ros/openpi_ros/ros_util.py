@@ -84,12 +84,15 @@ def chunk_to_array(msg: ActionChunk) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def stop_on_signals(*signums: int) -> Iterator[threading.Event]:
-    """Within the block, the given signals only set the yielded Event; the previous handlers come back after.
+def stop_on_signals(*signums: int, then_ignore: bool = False) -> Iterator[threading.Event]:
+    """Within the block, the given signals only set the yielded Event; the previous handlers come back after
+    (or, with `then_ignore`, the signals are ignored from then on).
 
     Letting SIGINT raise KeyboardInterrupt (Python's default) can interrupt rclpy in the middle of converting a
     message in C++, which then surfaces as a RuntimeError and a non-zero exit. Pair with
     `rclpy.init(signal_handler_options=SignalHandlerOptions.NO)` and spin in short slices until the Event is set.
+    A process that is about to exit should pass `then_ignore=True`: a second Ctrl-C (a launcher forwarding SIGINT
+    after the terminal already sent one) would otherwise hit Python's finalisation, where SIGINT kills outright.
     """
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in signums}
@@ -97,13 +100,13 @@ def stop_on_signals(*signums: int) -> Iterator[threading.Event]:
         yield stop
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if then_ignore else handler)
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, clean up; returns an exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with stop_on_signals(signal.SIGINT, signal.SIGTERM) as stop:
+    with stop_on_signals(signal.SIGINT, signal.SIGTERM, then_ignore=True) as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = None
         executor = SingleThreadedExecutor()
