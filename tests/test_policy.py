@@ -1,0 +1,102 @@
+"""`Policy` and `create_trained_policy` on a checkpoint folder written here (params + norm stats)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from helpers.tokenizers import make_paligemma_like_model
+
+from openpi_core import normalize
+from openpi_core.models import model as _model
+from openpi_core.policies import PolicyClient
+from openpi_core.policies.policy_config import create_trained_policy
+from openpi_core.training import config as _config
+from openpi_core.training.configs import libero
+
+HORIZON = 5
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[_config.TrainConfig, Path]:
+    tmp = tmp_path_factory.mktemp("policy")
+    sp = make_paligemma_like_model(tmp / "sp.model", num_loc=0, num_seg=0)
+    debug = _config.get_config("debug")
+    config = dataclasses.replace(
+        debug,
+        name="libero_tiny",
+        model=dataclasses.replace(debug.model, action_horizon=HORIZON),
+        data=libero.LeRobotLiberoDataConfig(
+            model_transforms=_config.ModelTransformFactory(paligemma_tokenizer=str(sp))
+        ),
+        assets_base_dir=str(tmp / "assets"),
+    )
+    checkpoint = tmp / "checkpoint"
+    params = nnx.to_pure_dict(nnx.state(config.model.create(jax.random.key(0)), nnx.Param))
+    _model.save_params(checkpoint / "params", params)
+    # Near-zero action std: whatever the random model predicts, unnormalised actions are the mean (+ the state).
+    stats = {
+        "state": normalize.NormStats(mean=np.zeros(8), std=np.ones(8)),
+        "actions": normalize.NormStats(mean=np.full(7, 2.0), std=np.full(7, 1e-6)),
+    }
+    normalize.save(checkpoint / "assets" / "physical-intelligence/libero", stats)
+    return config, checkpoint
+
+
+def _observation(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "observation/image": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
+        "observation/wrist_image": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
+        "observation/state": rng.uniform(-1, 1, 8).astype(np.float32),
+        "prompt": "open the drawer",
+    }
+
+
+def test_trained_policy_end_to_end(setup: tuple[_config.TrainConfig, Path]) -> None:
+    config, checkpoint = setup
+    policy = create_trained_policy(config, checkpoint, sample_kwargs={"num_steps": 2})
+    assert isinstance(policy, PolicyClient)
+    assert policy.metadata["action_horizon"] == HORIZON
+    obs = _observation(0)
+    out = policy.infer(obs)
+    assert out["actions"].shape == (HORIZON, 7)
+    # Unnormalize (mean 2) then AbsoluteActions (+ raw state on the 6 joint dims) ran, in that order.
+    expected = np.broadcast_to(2.0 + obs["observation/state"][:6], (HORIZON, 6))
+    np.testing.assert_allclose(out["actions"][:, :6], expected, atol=1e-4)
+    np.testing.assert_allclose(out["actions"][:, 6], 2.0, atol=1e-4)
+    assert out["policy_timing"]["infer_ms"] > 0
+    assert np.array_equal(obs["observation/state"], _observation(0)["observation/state"])  # input untouched
+
+
+def test_rng_reset_and_batches(setup: tuple[_config.TrainConfig, Path]) -> None:
+    config, checkpoint = setup
+    stats = {
+        "state": normalize.NormStats(mean=np.zeros(8), std=np.ones(8)),
+        "actions": normalize.NormStats(mean=np.zeros(7), std=np.ones(7)),
+    }
+    policy = create_trained_policy(config, checkpoint, sample_kwargs={"num_steps": 2}, norm_stats=stats)
+    obs = _observation(1)
+    first, second = policy.infer(obs)["actions"], policy.infer(obs)["actions"]
+    assert not np.allclose(first, second)  # fresh noise per call
+    policy.reset()
+    np.testing.assert_array_equal(policy.infer(obs)["actions"], first)
+    key = jax.random.key(7)
+    np.testing.assert_array_equal(policy.infer(obs, rng=key)["actions"], policy.infer(obs, rng=key)["actions"])
+    batch = {k: np.stack([v, _observation(2)[k]]) if k != "prompt" else v for k, v in obs.items()}
+    assert policy.infer(batch, batched=True)["actions"].shape == (2, HORIZON, 7)
+    with pytest.raises(ValueError, match="disagree on the batch size"):
+        policy.infer({**batch, "observation/state": np.zeros((3, 8))}, batched=True)
+
+
+def test_checkpoint_errors(setup: tuple[_config.TrainConfig, Path], tmp_path: Path) -> None:
+    config, checkpoint = setup
+    with pytest.raises(FileNotFoundError, match="no params/"):
+        create_trained_policy(config, tmp_path)
+    (tmp_path / "params").symlink_to(checkpoint / "params")
+    with pytest.raises(FileNotFoundError, match=r"norm_stats\.json"):
+        create_trained_policy(config, tmp_path)
