@@ -13,7 +13,7 @@ from helpers.tokenizers import make_paligemma_like_model
 
 from openpi_core import normalize
 from openpi_core.models import model as _model
-from openpi_core.policies import PolicyClient
+from openpi_core.policies import PolicyClient, aloha_policy, droid_policy, libero_policy
 from openpi_core.policies.policy_config import create_trained_policy
 from openpi_core.training import config as _config
 from openpi_core.training.configs import libero
@@ -100,3 +100,33 @@ def test_checkpoint_errors(setup: tuple[_config.TrainConfig, Path], tmp_path: Pa
     (tmp_path / "params").symlink_to(checkpoint / "params")
     with pytest.raises(FileNotFoundError, match=r"norm_stats\.json"):
         create_trained_policy(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "example", "action_dim"),
+    [
+        ("pi0_aloha", aloha_policy.make_aloha_example, 14),
+        ("pi05_droid", droid_policy.make_droid_example, 8),
+        ("pi05_libero", libero_policy.make_libero_example, 7),
+    ],
+)
+def test_robot_examples_run_end_to_end(name: str, example: object, action_dim: int, tmp_path: Path) -> None:
+    """Each robot adapter's example goes through its config's pipeline and a tiny model of the same family."""
+    sp = make_paligemma_like_model(tmp_path / "sp.model", num_loc=0, num_seg=0)
+    config = _config.get_config(name)
+    tiny = {"paligemma_variant": "dummy", "action_expert_variant": "dummy", "vision_variant": "mu/14"}
+    model = dataclasses.replace(config.model, vocab_size=1024, dtype="float32", action_horizon=HORIZON, **tiny)
+    factory = _config.ModelTransformFactory(paligemma_tokenizer=str(sp))
+    config = dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, model_transforms=factory))
+    _model.save_params(
+        tmp_path / "ckpt" / "params", nnx.to_pure_dict(nnx.state(model.create(jax.random.key(0)), nnx.Param))
+    )
+    dims = {"state": 14 if "aloha" in name else 8, "actions": action_dim}
+    stats = {
+        k: normalize.NormStats(mean=np.zeros(d), std=np.ones(d), q01=-np.ones(d), q99=np.ones(d))
+        for k, d in dims.items()
+    }
+    policy = create_trained_policy(config, tmp_path / "ckpt", norm_stats=stats, sample_kwargs={"num_steps": 2})
+    actions = policy.infer(example())["actions"]
+    assert actions.shape == (HORIZON, action_dim)
+    assert np.isfinite(actions).all()

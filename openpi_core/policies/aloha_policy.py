@@ -107,3 +107,10 @@ class AlohaOutputs:
         if self.adapt_to_pi:
             actions = _map_grippers(_JOINT_FLIP * actions, gripper_from_angular)
         return {"actions": actions}
+
+
+def make_aloha_example(seed: int = 0) -> dict:
+    """A random observation in the ALOHA layout (CHW uint8 cameras, 14-D state), as a robot sends it."""
+    rng = np.random.default_rng(seed)
+    images = {cam: rng.integers(0, 256, (3, 224, 224), dtype=np.uint8) for cam in CAMERAS}
+    return {"state": rng.uniform(-1, 1, 14).astype(np.float32), "images": images, "prompt": "fold the towel"}
