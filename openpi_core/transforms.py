@@ -8,6 +8,7 @@ pushing groups together runs inputs in order and outputs in reverse order, so ea
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -149,6 +150,21 @@ def _check_quantiles(norm_stats: Mapping[str, NormStats] | None, use_quantiles: 
         raise ValueError(f"quantile normalization needs q01/q99, missing for {missing}: recompute the norm stats")
 
 
+def _rescale_leading(x: np.ndarray, stats: NormStats, *, quantile: bool, inverse: bool) -> np.ndarray:
+    """Normalize (or, `inverse`, unnormalize) the leading dimensions covered by `stats`; the rest pass through."""
+    x = np.asarray(x, np.float32).copy()
+    dim = min(x.shape[-1], (stats.q01 if quantile else stats.mean).shape[-1])
+    v = x[..., :dim]
+    if quantile:
+        q01, q99 = stats.q01[:dim], stats.q99[:dim]
+        v = (v + 1.0) / 2.0 * (q99 - q01 + 1e-6) + q01 if inverse else (v - q01) / (q99 - q01 + 1e-6) * 2.0 - 1.0
+    else:
+        mean, std = stats.mean[:dim], stats.std[:dim]
+        v = v * (std + 1e-6) + mean if inverse else (v - mean) / (std + 1e-6)
+    x[..., :dim] = v
+    return x
+
+
 @dataclasses.dataclass(frozen=True)
 class Normalize:
     """z-score `(x - mean) / (std + 1e-6)` or quantile `2 (x - q01) / (q99 - q01 + 1e-6) - 1`.
@@ -166,23 +182,8 @@ class Normalize:
     def __call__(self, data: DataDict) -> DataDict:
         if self.norm_stats is None:
             return data
-        fn = self._quantile if self.use_quantiles else self._zscore
+        fn = functools.partial(_rescale_leading, quantile=self.use_quantiles, inverse=False)
         return apply_tree(data, self.norm_stats, fn, strict=self.strict)
-
-    @staticmethod
-    def _zscore(x: np.ndarray, stats: NormStats) -> np.ndarray:
-        dim = min(np.shape(x)[-1], stats.mean.shape[-1])
-        x = np.asarray(x, np.float32).copy()
-        x[..., :dim] = (x[..., :dim] - stats.mean[:dim]) / (stats.std[:dim] + 1e-6)
-        return x
-
-    @staticmethod
-    def _quantile(x: np.ndarray, stats: NormStats) -> np.ndarray:
-        dim = min(np.shape(x)[-1], stats.q01.shape[-1])
-        x = np.asarray(x, np.float32).copy()
-        q01, q99 = stats.q01[:dim], stats.q99[:dim]
-        x[..., :dim] = (x[..., :dim] - q01) / (q99 - q01 + 1e-6) * 2.0 - 1.0
-        return x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,23 +199,8 @@ class Unnormalize:
     def __call__(self, data: DataDict) -> DataDict:
         if self.norm_stats is None:
             return data
-        fn = self._quantile if self.use_quantiles else self._zscore
+        fn = functools.partial(_rescale_leading, quantile=self.use_quantiles, inverse=True)
         return apply_tree(data, self.norm_stats, fn, strict=True)
-
-    @staticmethod
-    def _zscore(x: np.ndarray, stats: NormStats) -> np.ndarray:
-        dim = min(np.shape(x)[-1], stats.mean.shape[-1])
-        x = np.asarray(x, np.float32).copy()
-        x[..., :dim] = x[..., :dim] * (stats.std[:dim] + 1e-6) + stats.mean[:dim]
-        return x
-
-    @staticmethod
-    def _quantile(x: np.ndarray, stats: NormStats) -> np.ndarray:
-        dim = min(np.shape(x)[-1], stats.q01.shape[-1])
-        x = np.asarray(x, np.float32).copy()
-        q01, q99 = stats.q01[:dim], stats.q99[:dim]
-        x[..., :dim] = (x[..., :dim] + 1.0) / 2.0 * (q99 - q01 + 1e-6) + q01
-        return x
 
 
 def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:

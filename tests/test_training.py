@@ -19,6 +19,7 @@ from flax import nnx
 from helpers.tokenizers import make_paligemma_like_model
 
 from openpi_core import normalize
+from openpi_core import transforms as tf
 from openpi_core.models import gemma, lora
 from openpi_core.models import model as _model
 from openpi_core.training import config as _config
@@ -246,7 +247,7 @@ def test_missing_dataset_keys_are_named(tmp_path: Path, libero_dataset: Path) ->
     renamed = dataclasses.replace(
         data_config,
         repack_transforms=type(data_config.repack_transforms)(
-            inputs=[data_loader._transforms.RepackTransform({"observation/image": "top_image"})]
+            inputs=[tf.RepackTransform({"observation/image": "top_image"})]
         ),
     )
     broken = data_loader.create_dataset(config, renamed, skip_norm_stats=True)
@@ -307,13 +308,13 @@ def test_named_config_pipelines_run(name: str, tmp_path: Path, local_tokenizers:
     data_config = dataclasses.replace(config.data, model_transforms=factory).create(tmp_path, model)
     family = next(f for f in ("aloha", "droid", "libero") if f in name)
     sample = _dataset_sample(family, model.action_horizon)
-    pipeline = [data_loader._transforms.PromptFromLeRobotTask()] if data_config.prompt_from_task else []
+    pipeline = [tf.PromptFromLeRobotTask()] if data_config.prompt_from_task else []
     pipeline += [
         *data_config.repack_transforms.inputs,
         *data_config.data_transforms.inputs,
         *data_config.model_transforms.inputs,
     ]
-    out = data_loader._transforms.compose(pipeline)(sample)
+    out = tf.compose(pipeline)(sample)
     if model.model_type == "pi0_fast":  # state in the text, actions as tokens: no padding
         assert out["token_loss_mask"].sum() > 3
         assert out["actions"].shape[0] == model.action_horizon

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from openpi_core import normalize
+from openpi_core import transforms as _transforms
 from openpi_core.training import config as _config
 from openpi_core.training import data_loader
 
@@ -30,7 +31,7 @@ def compute(
     dataset = data_loader.create_lerobot_dataset(data_config, config.model.action_horizon)
     transforms = [*data_config.repack_transforms.inputs, *data_config.data_transforms.inputs]
     if data_config.prompt_from_task:
-        transforms.insert(0, data_loader._transforms.PromptFromLeRobotTask())
+        transforms.insert(0, _transforms.PromptFromLeRobotTask())
     dataset = data_loader.TransformedDataset(dataset, transforms)
     frames = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     stats = {key: normalize.RunningStats() for key in KEYS}

@@ -71,7 +71,8 @@ class Trainer:
         params = nnx.to_pure_dict(nnx.state(self.config.model.create(rng), nnx.Param))
         flat = flax.traverse_util.flatten_dict(params)
         for key, value in flax.traverse_util.flatten_dict(loaded, sep="/").items():
-            flat[tuple(key.split("/"))] = jnp.asarray(value, flat[tuple(key.split("/"))].dtype)
+            path = tuple(key.split("/"))
+            flat[path] = jnp.asarray(value, flat[path].dtype)
         # Frozen weights are stored in the model's compute dtype (bf16 for full-size models): half the memory.
         dtype = jnp.dtype(getattr(self.config.model, "dtype", "float32"))
         flat = {k: v if k in self.trainable_keys else v.astype(dtype) for k, v in flat.items()}
@@ -120,46 +121,47 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------------------------------
 
-    def checkpoint_items(self, state: TrainState) -> tuple[_model.Params, dict[str, Any]]:
-        """(params for inference: the EMA if kept, the rest of the train state) as saved on disk."""
+    @property
+    def abstract_params(self) -> _model.Params:
+        """The model's parameters as shapes and dtypes (what weight loaders are given)."""
+        return nnx.to_pure_dict(self._template)
+
+    @staticmethod
+    def checkpoint_items(state: TrainState) -> tuple[_model.Params, dict[str, Any]]:
+        """(params for inference: the EMA if kept, the rest of the train state) as saved on disk.
+
+        Also applied to the abstract state and its shardings to build the restore target, so the two agree.
+        """
         if state.ema_params is not None:
             return state.ema_params, {"step": state.step, "params": state.params, "opt_state": state.opt_state}
         return state.params, {"step": state.step, "params": {}, "opt_state": state.opt_state}
 
+    @staticmethod
+    def from_checkpoint_items(params: _model.Params, rest: dict[str, Any], *, ema: bool) -> TrainState:
+        """Inverse of `checkpoint_items`."""
+        if ema:
+            return TrainState(step=rest["step"], params=rest["params"], opt_state=rest["opt_state"], ema_params=params)
+        return TrainState(step=rest["step"], params=params, opt_state=rest["opt_state"], ema_params=None)
+
     def restore(self, manager: Any) -> TrainState:
-        abstract = self.abstract_state
-        restore_target = {"step": abstract.step, "opt_state": abstract.opt_state}
-        restore_target["params"] = abstract.params if abstract.ema_params is not None else {}
-        shardings = {"step": self.state_sharding.step, "opt_state": self.state_sharding.opt_state}
-        shardings["params"] = self.state_sharding.params if abstract.ema_params is not None else {}
-        target = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), restore_target, shardings
-        )
+        """The latest checkpoint, placed with this trainer's shardings."""
         import orbax.checkpoint as ocp  # noqa: PLC0415
 
-        step = manager.latest_step()
-        params_target = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract.params, self.state_sharding.params
+        def target(abstract: Any, shardings: Any) -> Any:
+            return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+        params_abstract, rest_abstract = self.checkpoint_items(self.abstract_state)
+        params_sharding, rest_sharding = self.checkpoint_items(self.state_sharding)
+        items = {"params": {"params": target(params_abstract, params_sharding)}}
+        items["train_state"] = target(rest_abstract, rest_sharding)
+        args = {
+            name: ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item))
+            for name, item in items.items()
+        }
+        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(**args))
+        return self.from_checkpoint_items(
+            restored["params"]["params"], restored["train_state"], ema=self.abstract_state.ema_params is not None
         )
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                train_state=ocp.args.PyTreeRestore(
-                    item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)
-                ),
-                params=ocp.args.PyTreeRestore(
-                    item={"params": params_target},
-                    restore_args=ocp.checkpoint_utils.construct_restore_args({"params": params_target}),
-                ),
-            ),
-        )
-        saved_params = restored["params"]["params"]
-        rest = restored["train_state"]
-        if abstract.ema_params is not None:
-            return TrainState(
-                step=rest["step"], params=rest["params"], opt_state=rest["opt_state"], ema_params=saved_params
-            )
-        return TrainState(step=rest["step"], params=saved_params, opt_state=rest["opt_state"], ema_params=None)
 
 
 def train(config: TrainConfig) -> TrainState:
@@ -176,7 +178,7 @@ def train(config: TrainConfig) -> TrainState:
         state = trainer.restore(manager)
         logger.info("Resumed %s at step %d", config.checkpoint_dir, int(state.step))
     else:
-        loaded = config.weight_loader.load(nnx.to_pure_dict(nnx.state(config.model.abstract_model(), nnx.Param)))
+        loaded = config.weight_loader.load(trainer.abstract_params)
         flat_loaded = flax.traverse_util.flatten_dict(loaded, sep="/")
         state = trainer.init(jax.random.key(config.seed), flat_loaded)
     start = int(state.step)
