@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import signal
 import threading
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 # Keep only the newest sample; best effort subscribers match both reliable and best-effort publishers.
+# Seconds of node teardown after which run_node dumps all thread stacks to stderr (diagnosis of stalls).
+SHUTDOWN_STALL_S = 5.0
+
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -118,8 +122,14 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
         except ExternalShutdownException:
             pass
         finally:
-            executor.shutdown()
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
+            # Teardown is native code (executor, DDS participant). If it stalls, print every thread's stack so the
+            # cause shows in the log; the process's exit status is left as it is.
+            faulthandler.dump_traceback_later(SHUTDOWN_STALL_S)
+            try:
+                executor.shutdown()
+                if node is not None:
+                    node.destroy_node()
+                rclpy.try_shutdown()
+            finally:
+                faulthandler.cancel_dump_traceback_later()
     return 0
