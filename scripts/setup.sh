@@ -90,4 +90,18 @@ if ! stamp_ok packages "$PKG_HASH" || ! "$VENV/bin/python" -c 'import openpi_cor
   stamp_set packages "$PKG_HASH"
 fi
 
+# 6. openpi's published client in its own venv (it needs numpy<2); the serving tests talk to our server with it ----
+CLIENT_VENV="$ROOT/.venv-client"
+CLIENT_HASH="$(hash_of requirements/openpi-client.txt)-$("$PYTHON" -V)"
+if ! stamp_ok client "$CLIENT_HASH" || ! "$CLIENT_VENV/bin/python" -c 'import openpi_client' 2>/dev/null; then
+  log "installing openpi-client into .venv-client"
+  rm -rf "$CLIENT_VENV"
+  "$PYTHON" -m venv "$CLIENT_VENV"
+  "$CLIENT_VENV/bin/python" -m pip install -q -r requirements/openpi-client.txt 2>&1 \
+    | grep -v "^WARNING: Location '.*' is ignored" || true
+  "$CLIENT_VENV/bin/python" -c 'from openpi_client import websocket_client_policy' \
+    || die "openpi-client did not install into .venv-client"
+  stamp_set client "$CLIENT_HASH"
+fi
+
 log "ready: $("$VENV/bin/python" -V), .venv $(du -sh "$VENV" 2>/dev/null | cut -f1)"

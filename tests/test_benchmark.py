@@ -51,3 +51,16 @@ def test_training_benchmark_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["step_ms_median"] > 0
     assert result["samples_per_s"] > 0
     assert np.isfinite(result["final_loss"])
+
+
+def test_serving_benchmark_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    from openpi_core.serving import benchmark as serving_benchmark  # noqa: PLC0415
+
+    assert serving_benchmark.main(["--requests", "10", "--clients", "2", "--warmup", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["served"] == 2 + 10 + 2 * 10
+    assert result["refused"] == 0
+    for run in ("one_client", "concurrent"):
+        r = result[run]
+        assert 0 < r["overhead_ms_p50"] <= r["overhead_ms_p99"]
+        assert r["overhead_ms_p50"] < r["round_trip_ms_p50"]

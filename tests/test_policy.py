@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from helpers.policies import HORIZON, libero_observation, make_tiny_libero_checkpoint
 from helpers.tokenizers import make_paligemma_like_model
 
 from openpi_core import normalize
@@ -16,45 +17,14 @@ from openpi_core.models import model as _model
 from openpi_core.policies import PolicyClient, aloha_policy, droid_policy, libero_policy
 from openpi_core.policies.policy_config import create_trained_policy
 from openpi_core.training import config as _config
-from openpi_core.training.configs import libero
-
-HORIZON = 5
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[_config.TrainConfig, Path]:
-    tmp = tmp_path_factory.mktemp("policy")
-    sp = make_paligemma_like_model(tmp / "sp.model", num_loc=0, num_seg=0)
-    debug = _config.get_config("debug")
-    config = dataclasses.replace(
-        debug,
-        name="libero_tiny",
-        model=dataclasses.replace(debug.model, action_horizon=HORIZON),
-        data=libero.LeRobotLiberoDataConfig(
-            model_transforms=_config.ModelTransformFactory(paligemma_tokenizer=str(sp))
-        ),
-        assets_base_dir=str(tmp / "assets"),
-    )
-    checkpoint = tmp / "checkpoint"
-    params = nnx.to_pure_dict(nnx.state(config.model.create(jax.random.key(0)), nnx.Param))
-    _model.save_params(checkpoint / "params", params)
-    # Near-zero action std: whatever the random model predicts, unnormalised actions are the mean (+ the state).
-    stats = {
-        "state": normalize.NormStats(mean=np.zeros(8), std=np.ones(8)),
-        "actions": normalize.NormStats(mean=np.full(7, 2.0), std=np.full(7, 1e-6)),
-    }
-    normalize.save(checkpoint / "assets" / "physical-intelligence/libero", stats)
-    return config, checkpoint
+    return make_tiny_libero_checkpoint(tmp_path_factory.mktemp("policy"))
 
 
-def _observation(seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        "observation/image": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
-        "observation/wrist_image": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
-        "observation/state": rng.uniform(-1, 1, 8).astype(np.float32),
-        "prompt": "open the drawer",
-    }
+_observation = libero_observation
 
 
 def test_trained_policy_end_to_end(setup: tuple[_config.TrainConfig, Path]) -> None:

@@ -1,0 +1,1 @@
+"""Serving: an openpi-compatible websocket policy server and its client. Nothing here imports JAX at module level."""
