@@ -5,10 +5,10 @@ The node graph itself lives in `openpi_ros.graphs.demo_graph`, which the tests a
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from openpi_ros.graphs import demo_graph
+from openpi_ros.launch_util import nodes_from_specs
 
 ARGUMENTS = {
     "namespace": ("demo", "namespace of every node and topic"),
@@ -23,18 +23,7 @@ def _nodes(context):
     graph = demo_graph(
         namespace=value["namespace"], rate=float(value["rate"]), horizon=int(value["horizon"]), prompt=value["prompt"]
     )
-    return [
-        Node(
-            package=spec.package,
-            executable=spec.executable,
-            name=spec.name,
-            namespace=spec.namespace,
-            parameters=[dict(spec.parameters)],
-            remappings=list(spec.remappings),
-            output="screen",
-        )
-        for spec in graph
-    ]
+    return nodes_from_specs(graph)
 
 
 def generate_launch_description():

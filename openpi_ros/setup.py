@@ -14,10 +14,12 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "tests"]),
+    package_data={PACKAGE: ["fastdds_large_data.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", LAUNCH_FILES),
+        (f"share/{PACKAGE}/config", [f"{PACKAGE}/fastdds_large_data.xml"]),
     ],
     install_requires=["setuptools", "numpy"],
     zip_safe=True,
@@ -29,6 +31,7 @@ setup(
         "console_scripts": [
             "synthetic_robot = openpi_ros.synthetic_robot_node:main",
             "policy_node = openpi_ros.policy_node:main",
+            "chunk_executor = openpi_ros.chunk_executor_node:main",
             "openpi_ros_demo = openpi_ros.demo:main",
         ],
     },

@@ -42,7 +42,9 @@ def test_colcon_build_of_ros2_ws(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "Summary: 2 packages finished" in out.stdout, out.stdout
-    assert (install / "openpi_ros" / "share" / "openpi_ros" / "launch" / "demo.launch.py").is_file()
+    for launch_file in ("demo", "aloha", "droid"):  # where `ros2 launch openpi_ros <file>` looks
+        assert (install / "openpi_ros" / "share" / "openpi_ros" / "launch" / f"{launch_file}.launch.py").is_file()
+    assert (install / "openpi_ros" / "lib" / "openpi_ros" / "chunk_executor").is_file()
     assert (install / "openpi_ros" / "share" / "ament_index" / "resource_index" / "packages" / "openpi_ros").is_file()
     assert (install / "openpi_ros" / "lib" / "openpi_ros" / "policy_node").is_file()
     assert (install / "openpi_msgs" / "share" / "openpi_msgs" / "msg" / "ActionChunk.msg").is_file()

@@ -8,6 +8,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from openpi_ros.graphs import NodeSpec, demo_graph
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,3 +103,38 @@ def test_console_scripts_point_at_real_mains():
         module, func = target.split(":")
         mod = __import__(module, fromlist=[func])
         assert callable(getattr(mod, func)), entry
+
+
+def test_robot_launch_files_read_the_graphs():
+    """Every robot launch file hands its robot to `robot_launch_description`, whose arguments are the graph's."""
+    from openpi_ros.graphs import RobotGraphConfig, robot_graph  # noqa: PLC0415
+    from openpi_ros.robots import ROBOTS  # noqa: PLC0415
+
+    robots = {}
+    for path in sorted((REPO / "launch").glob("*.launch.py")):
+        tree = ast.parse(path.read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body), path
+        calls = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "robot_launch_description"
+        ]
+        if calls:
+            robots[path.name] = calls[0].args[0].value
+    assert robots == {"aloha.launch.py": "aloha", "droid.launch.py": "droid"}
+    assert set(robots.values()) <= set(ROBOTS)
+    arguments = RobotGraphConfig.arguments()
+    assert arguments["policy"] == ("hold", arguments["policy"][1])
+    assert arguments["synthetic"][0] == "false"
+    # Launch-argument strings build the same graph as typed values; bad values name the argument.
+    config = RobotGraphConfig.from_strings({"robot": "droid", "rate": "3.5", "compressed": "true", "horizon": "7"})
+    assert config == RobotGraphConfig(robot="droid", rate=3.5, compressed=True, horizon=7)
+    policy, executor = robot_graph(config)
+    assert policy.parameters["compressed_cameras"] == list(ROBOTS["droid"].cameras)
+    assert executor.parameters["joint_names"][0] == "panda_joint1/velocity"
+    assert executor.parameters["on_stale"] == "stop"
+    for bad, phrase in (({"rate": "fast"}, "'rate'"), ({"synthetic": "maybe"}, "'synthetic'"), ({"x": "1"}, "unknown")):
+        with pytest.raises(ValueError, match=phrase):
+            RobotGraphConfig.from_strings(bad)
+    with pytest.raises(ValueError, match="robot"):
+        RobotGraphConfig(robot="spot")

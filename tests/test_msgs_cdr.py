@@ -11,11 +11,15 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from openpi_msgs.msg import ActionChunk, PolicyStatus
+from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
 from openpi_ros.ros_util import chunk_to_array, make_action_chunk
 
 MSGS_DIR = Path(__file__).resolve().parent.parent / "openpi_msgs"
-MSG_TYPES = {"openpi_msgs/msg/ActionChunk": ActionChunk, "openpi_msgs/msg/PolicyStatus": PolicyStatus}
+MSG_TYPES = {
+    "openpi_msgs/msg/ActionChunk": ActionChunk,
+    "openpi_msgs/msg/PolicyStatus": PolicyStatus,
+    "openpi_msgs/msg/ExecutorStatus": ExecutorStatus,
+}
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +156,22 @@ def test_chunk_packing_rejects_inconsistent_shapes():
     msg.horizon = 49
     with pytest.raises(ValueError, match="horizon\\*action_dim"):
         chunk_to_array(msg)
+
+
+def test_executor_status_round_trip(typestore):
+    msg = ExecutorStatus(
+        state=ExecutorStatus.STATE_HOLDING,
+        message="no fresh chunk: holding the last command",
+        command_rate=49.9,
+        jitter_p50=0.0002,
+        jitter_p99=0.0031,
+        chunks_received=120,
+        chunks_rejected=3,
+        commands_published=6000,
+        commands_clamped=17,
+    )
+    other = typestore.deserialize_cdr(bytes(serialize_message(msg)), "openpi_msgs/msg/ExecutorStatus")
+    assert other.state == ExecutorStatus.STATE_HOLDING == 2
+    assert (other.chunks_rejected, other.commands_clamped) == (3, 17)
+    back = deserialize_message(bytes(typestore.serialize_cdr(other, "openpi_msgs/msg/ExecutorStatus")), ExecutorStatus)
+    assert back == msg

@@ -126,7 +126,12 @@ def test_runner_publishes_only_checked_chunks():
     assert chunk.actions.shape == (4, 3)
     assert chunk.prompt == "fold"
     assert chunk.sequence == 0
-    assert runner.step(S).sequence == 1
+    assert runner.step(S) is None  # the same observation again: nothing new to act on
+    assert runner.status == Status.WAITING
+    assert "no new joint reading" in runner.status_message
+    assert runner.stats.dropped == 0
+    feed(asm, S + 1)
+    assert runner.step(S + 1).sequence == 1
     assert runner.set_prompt("") == "fold"
     assert runner.set_prompt("open") == "open"
     with pytest.raises(ValueError, match="prompt"):

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from openpi_ros.robots import ROBOTS
 from openpi_ros.synthetic import SyntheticRobotConfig
 
-__all__ = ["NodeSpec", "demo_graph"]
+__all__ = ["ROBOT_DEFAULTS", "NodeSpec", "RobotGraphConfig", "demo_graph", "robot_graph"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,3 +87,192 @@ def demo_graph(
             },
         ),
     ]
+
+
+# Safety and execution defaults per robot (each overridable by a launch argument).
+# ALOHA: the ViperX 300 S joint ranges (gym-aloha's vx300s MJCF), grippers normalised to [0, 1].
+_VX300S_LOWER = (-3.14158, -1.85005, -1.76278, -3.14158, -1.8675, -3.14158, 0.0)
+_VX300S_UPPER = (3.14158, 1.25664, 1.6057, 3.14158, 2.23402, 3.14158, 1.0)
+# DROID: actions are joint velocities, so the "position" limits bound the commanded velocity (Franka Panda
+# limits, rad/s); the gripper is a position in [0, 1].
+_PANDA_MAX_VELOCITY = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
+ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "aloha": {
+        "lower_limits": _VX300S_LOWER * 2,
+        "upper_limits": _VX300S_UPPER * 2,
+        "max_velocity": (3.0,) * 6 + (10.0,) + (3.0,) * 6 + (10.0,),
+        "on_stale": "hold",
+        "rate": 10.0,
+    },
+    "droid": {
+        "lower_limits": (*(-v for v in _PANDA_MAX_VELOCITY), 0.0),
+        "upper_limits": (*_PANDA_MAX_VELOCITY, 1.0),
+        "max_velocity": (),
+        "on_stale": "stop",  # never keep repeating a velocity command
+        "rate": 5.0,
+    },
+    "libero": {
+        "lower_limits": (-1.0,) * 7,  # robosuite's OSC controller input range
+        "upper_limits": (1.0,) * 7,
+        "max_velocity": (),
+        "on_stale": "stop",  # deltas must not be repeated
+        "rate": 10.0,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotGraphConfig:
+    """The launch arguments of `<robot>.launch.py`; every field is one (`ros2 launch ... field:=value`)."""
+
+    robot: str = "aloha"
+    namespace: str = ""
+    policy: str = "hold"
+    """hold | checkpoint | remote."""
+    config_name: str = ""
+    checkpoint_dir: str = ""
+    server_url: str = ""
+    prompt: str = ""
+    rate: float = 0.0
+    """Policy inference rate in Hz (0: the robot's default)."""
+    horizon: int = 50
+    strategy: str = "blend"
+    """Chunk execution: broker | ensemble | blend."""
+    command_type: str = "joint_state"
+    """joint_state | joint_trajectory | both."""
+    on_stale: str = ""
+    """hold | stop ('' : the robot's default)."""
+    max_age: float = 0.5
+    image_size: int = 224
+    compressed: bool = False
+    """Read every camera as sensor_msgs/CompressedImage from <topic>/compressed."""
+    synthetic: bool = False
+    """Add a synthetic robot publishing the robot's cameras and joints (no hardware: a wiring check)."""
+    use_sim_time: bool = False
+
+    def __post_init__(self) -> None:
+        if self.robot not in ROBOTS:
+            raise ValueError(f"robot: unknown {self.robot!r}; expected one of {sorted(ROBOTS)}")
+        if self.policy not in ("hold", "checkpoint", "remote"):
+            raise ValueError(f"policy: {self.policy!r} is not one of hold, checkpoint, remote")
+
+    @classmethod
+    def from_strings(cls, values: Mapping[str, str]) -> RobotGraphConfig:
+        """Build from launch-argument strings, converting each to its field's type (errors name the field)."""
+        kwargs: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, text in values.items():
+            if name not in fields:
+                raise ValueError(f"unknown launch argument {name!r}; known: {sorted(fields)}")
+            kind = fields[name].type
+            try:
+                if kind == "bool":
+                    if text.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(text)
+                    kwargs[name] = text.lower() in ("true", "1")
+                elif kind == "int":
+                    kwargs[name] = int(text)
+                elif kind == "float":
+                    kwargs[name] = float(text)
+                else:
+                    kwargs[name] = text
+            except ValueError:
+                raise ValueError(f"launch argument {name!r}: cannot read {text!r} as {kind}") from None
+        return cls(**kwargs)
+
+    @staticmethod
+    def arguments() -> dict[str, tuple[str, str]]:
+        """Launch argument name -> (default as text, description), for DeclareLaunchArgument."""
+        out = {}
+        for field in dataclasses.fields(RobotGraphConfig):
+            default = field.default
+            text = str(default).lower() if isinstance(default, bool) else str(default)
+            out[field.name] = (text, _ARGUMENT_HELP.get(field.name, field.name.replace("_", " ")))
+        return out
+
+
+_ARGUMENT_HELP = {
+    "robot": "robot profile: aloha, droid or libero",
+    "namespace": "namespace of every node and topic",
+    "policy": "policy source: hold (no model), checkpoint (in-process) or remote (policy server)",
+    "config_name": "training config of the checkpoint, e.g. pi05_droid (policy:=checkpoint)",
+    "checkpoint_dir": "checkpoint folder: local, file:// or gs:// (policy:=checkpoint)",
+    "server_url": "policy server, e.g. ws://gpu-box:8000 (policy:=remote; key from $OPENPI_SERVER_API_KEY)",
+    "prompt": "language instruction",
+    "rate": "policy inference rate in Hz (0: robot default)",
+    "horizon": "chunk length of the hold policy",
+    "strategy": "chunk execution: broker, ensemble or blend",
+    "command_type": "commands as joint_state, joint_trajectory or both",
+    "on_stale": "when chunks go stale: hold or stop (empty: robot default)",
+    "max_age": "oldest camera/joint message used, in s",
+    "image_size": "images are resized with padding to this square (0: keep)",
+    "compressed": "read cameras as CompressedImage from <topic>/compressed",
+    "synthetic": "add a synthetic robot (no hardware)",
+    "use_sim_time": "use /clock (simulation)",
+}
+
+
+def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
+    """Policy node + chunk executor for one robot (+ a synthetic robot with `synthetic`)."""
+    profile, defaults = ROBOTS[config.robot], ROBOT_DEFAULTS[config.robot]
+    common = {"use_sim_time": config.use_sim_time}
+    policy_params: dict[str, Any] = {
+        **common,
+        "robot": config.robot,
+        "policy": config.policy,
+        "config_name": config.config_name,
+        "checkpoint_dir": config.checkpoint_dir,
+        "server_url": config.server_url,
+        "prompt": config.prompt,
+        "rate": config.rate or defaults["rate"],
+        "horizon": config.horizon,
+        "max_age": config.max_age,
+        "image_size": config.image_size,
+    }
+    if config.compressed:
+        policy_params["compressed_cameras"] = list(profile.cameras)
+    executor_params: dict[str, Any] = {
+        **common,
+        "joint_names": list(profile.actions),
+        "control_rate": profile.control_rate,
+        "strategy": config.strategy,
+        "command_type": config.command_type,
+        "on_stale": config.on_stale or defaults["on_stale"],
+    }
+    for key in ("lower_limits", "upper_limits", "max_velocity"):
+        if defaults[key]:
+            executor_params[key] = [float(v) for v in defaults[key]]
+    graph = [
+        NodeSpec("policy_node", "openpi_ros.policy_node", "policy_node", policy_params, namespace=config.namespace),
+        NodeSpec(
+            "chunk_executor",
+            "openpi_ros.chunk_executor_node",
+            "chunk_executor",
+            executor_params,
+            namespace=config.namespace,
+        ),
+    ]
+    if config.synthetic:
+        synthetic = {
+            **common,
+            "camera_names": list(profile.cameras),
+            "joint_names": list(profile.joint_names),
+            "encoding": "rgb8",
+        }
+        remaps = tuple(
+            (f"{cam}/image_raw", topic)
+            for cam, topic in zip(profile.cameras, profile.camera_topics, strict=True)
+            if f"{cam}/image_raw" != topic
+        )
+        graph.insert(
+            0,
+            NodeSpec(
+                "synthetic_robot",
+                "openpi_ros.synthetic_robot_node",
+                "synthetic_robot",
+                synthetic,
+                remaps,
+                namespace=config.namespace,
+            ),
+        )
+    return graph

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
-__all__ = ["SUPPORTED_ENCODINGS", "ImageDecodeError", "image_to_rgb", "rgb_to_image_fields"]
+__all__ = ["SUPPORTED_ENCODINGS", "ImageDecodeError", "compressed_to_rgb", "image_to_rgb", "rgb_to_image_fields"]
 
 # encoding -> (channels, conversion to RGB)
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -50,6 +51,21 @@ def image_to_rgb(msg: Any, *, topic: str = "image") -> np.ndarray:
     if encoding == "bgra8":
         return rows[..., 2::-1].copy()
     return np.repeat(rows, 3, axis=2)  # mono8
+
+
+def compressed_to_rgb(msg: Any, *, topic: str = "image/compressed") -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG or PNG; colour or mono) -> owned uint8 [height, width, 3] RGB."""
+    data = msg.data
+    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), dtype=np.uint8)
+    if buf.size == 0:
+        raise ImageDecodeError(f"{topic}: field 'data' is empty")
+    fmt = str(msg.format).lower()
+    if fmt and not any(kind in fmt for kind in ("jpeg", "jpg", "png")):
+        raise ImageDecodeError(f"{topic}: field 'format' is {msg.format!r}; supported: jpeg, png")
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageDecodeError(f"{topic}: field 'data' ({buf.size} bytes) is not a decodable JPEG or PNG image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def rgb_to_image_fields(rgb: np.ndarray, encoding: str = "rgb8") -> dict[str, Any]:

@@ -85,16 +85,19 @@ class ObservationAssembler:
         self._invalid.pop(camera, None)
         self._images[camera] = (int(stamp_ns), rgb)
 
-    def add_joints(self, names: Sequence[str], positions: Sequence[float], stamp_ns: int) -> None:
-        """Record a JointState reading; joints not in the config are ignored (several robots may share a topic)."""
+    def add_joints(
+        self, names: Sequence[str], positions: Sequence[float], stamp_ns: int, *, source: str = "joint_states"
+    ) -> None:
+        """Record a JointState reading from topic `source`; joints not in the config are ignored (several arms may
+        share a topic, and one arm's joints may come from several topics)."""
         if len(names) != len(positions):
-            reason = f"joint_states: 'name' has {len(names)} entries but 'position' has {len(positions)}"
-            self.mark_invalid("joint_states", reason)
+            reason = f"{source}: 'name' has {len(names)} entries but 'position' has {len(positions)}"
+            self.mark_invalid(source, reason)
             raise ObservationRejected(RejectReason.INVALID, reason)
         for name, pos in zip(names, positions, strict=True):
             if name in self._joint_index:
                 self._joints[name] = (int(stamp_ns), float(pos))
-        self._invalid.pop("joint_states", None)
+        self._invalid.pop(source, None)
 
     def assemble(self, now_ns: int) -> Observation:
         """Stamps are integer nanoseconds (ROS time), so the chunk can carry its observation's stamp exactly."""
@@ -113,13 +116,13 @@ class ObservationAssembler:
                 )
         missing = [n for n in cfg.joint_names if n not in self._joints]
         if missing:
-            raise ObservationRejected(RejectReason.MISSING, f"joint_states: no reading for joints {missing}")
+            raise ObservationRejected(RejectReason.MISSING, f"joint states: no reading for joints {missing}")
         state = np.array([self._joints[n][1] for n in cfg.joint_names], dtype=np.float32)
         for name in cfg.joint_names:
             stamps[f"joint {name!r}"] = self._joints[name][0]
         bad = [n for n, v in zip(cfg.joint_names, state, strict=True) if not math.isfinite(v)]
         if bad:
-            raise ObservationRejected(RejectReason.INVALID, f"joint_states: non-finite position for joints {bad}")
+            raise ObservationRejected(RejectReason.INVALID, f"joint states: non-finite position for joints {bad}")
         oldest_name = min(stamps, key=stamps.__getitem__)
         age = (now_ns - stamps[oldest_name]) * 1e-9
         if age > cfg.max_age:

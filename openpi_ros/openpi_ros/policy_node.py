@@ -1,106 +1,291 @@
-"""Node `policy_node`: cameras + joints in, openpi_msgs/ActionChunk out, openpi_msgs/PolicyStatus for health.
+"""Lifecycle node `policy_node`: cameras + joints in, openpi_msgs/ActionChunk out, openpi_msgs/PolicyStatus for health.
 
-Subscribes `<camera>/image_raw` for each camera and `joint_states`; serves `set_prompt` (openpi_msgs/SetPrompt)
-and listens on `prompt` (std_msgs/String). A chunk is published only from a complete, fresh, valid observation.
+Parameters (all read in `on_configure`; the policy is loaded there, never in the constructor):
+
+- ``robot``: ``aloha`` | ``droid`` | ``libero`` | ``custom`` (`openpi_ros.robots`): camera names, default topics,
+  joint order and the policy's observation layout. ``camera_names``, ``camera_topics``, ``joint_names`` and
+  ``joint_state_topics`` override the profile (``custom`` needs ``joint_names``).
+- ``compressed_cameras``: cameras read as sensor_msgs/CompressedImage (JPEG/PNG) from ``<topic>/compressed``.
+- ``image_size``: images are resized with padding to this square before the policy (openpi's clients send 224;
+  0 keeps the camera size).
+- ``policy``: ``hold`` (state echo, no model), ``checkpoint`` (``config_name`` + ``checkpoint_dir``, in-process) or
+  ``remote`` (``server_url`` + ``api_key``, or ``$OPENPI_SERVER_API_KEY``); ``num_steps``, ``default_prompt``.
+- ``prompt`` (also the ``set_prompt`` service and the ``prompt`` topic), ``rate`` (Hz), ``max_age`` / ``max_skew``
+  (s), ``control_period`` (s between chunk rows; default from the robot), ``horizon`` (hold only).
+- ``autostart`` (default true): configure and activate right away when run on its own; set false under a lifecycle
+  manager.
+
+A chunk is published only from a complete, fresh, valid observation, and only while active.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import partial
+from typing import Any
 
-from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from openpi_core.policies import HoldPositionPolicy, PolicyClient
+from openpi_core.transforms import resize_with_pad
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_msgs.srv import SetPrompt
-from openpi_ros.images import ImageDecodeError, image_to_rgb
+from openpi_ros.images import ImageDecodeError, compressed_to_rgb, image_to_rgb
 from openpi_ros.observation import AssemblerConfig, ObservationAssembler, ObservationRejected
-from openpi_ros.policy_runner import PolicyRunner
-from openpi_ros.ros_util import SENSOR_QOS, from_time, make_action_chunk, run_node, to_time
-from openpi_ros.synthetic import SyntheticRobotConfig
+from openpi_ros.policy_runner import PolicyRunner, Status
+from openpi_ros.robots import RobotProfile, get_robot
+from openpi_ros.ros_util import SENSOR_QOS, from_time, make_action_chunk, optional_list, run_node, to_time
 
-POLICY_SOURCES = ("hold",)
+POLICY_SOURCES = ("hold", "checkpoint", "remote")
+API_KEY_ENV = "OPENPI_SERVER_API_KEY"
 
 
-def make_policy(source: str, horizon: int, action_dim: int) -> PolicyClient:
+def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
+    """The policy named by the node parameters (`policy` and the fields of that source)."""
+    source = params["policy"]
     if source == "hold":
-        return HoldPositionPolicy(horizon=horizon, action_dim=action_dim)
+        if robot.actions != robot.joint_names:
+            raise ValueError(
+                f"parameter 'policy': 'hold' repeats the joint positions as actions, but robot {robot.name!r} acts "
+                f"in {list(robot.actions)}; use a checkpoint or remote policy"
+            )
+        return HoldPositionPolicy(horizon=params["horizon"], action_dim=len(robot.joint_names))
+    if source == "remote":
+        from openpi_core.serving.client import WebsocketPolicyClient  # noqa: PLC0415 - imports websockets, no JAX
+
+        if not params["server_url"]:
+            raise ValueError("parameter 'server_url': required for policy 'remote' (e.g. ws://gpu-box:8000)")
+        api_key = params["api_key"] or os.environ.get(API_KEY_ENV) or None
+        return WebsocketPolicyClient(params["server_url"], api_key=api_key, connect_retries=5)
+    if source == "checkpoint":
+        # JAX and the model load only for an in-process policy.
+        from openpi_core.policies.policy_config import create_trained_policy  # noqa: PLC0415
+        from openpi_core.training import config as _config  # noqa: PLC0415
+
+        if not params["config_name"] or not params["checkpoint_dir"]:
+            raise ValueError("parameters 'config_name' and 'checkpoint_dir': required for policy 'checkpoint'")
+        sample_kwargs = {"num_steps": params["num_steps"]} if params["num_steps"] > 0 else None
+        return create_trained_policy(
+            _config.get_config(params["config_name"]),
+            params["checkpoint_dir"],
+            default_prompt=params["default_prompt"] or None,
+            sample_kwargs=sample_kwargs,
+        )
     raise ValueError(f"parameter 'policy': unknown source {source!r}; available: {', '.join(POLICY_SOURCES)}")
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("policy_node")
-        defaults = SyntheticRobotConfig()
-        cameras = list(self.declare_parameter("camera_names", list(defaults.camera_names)).value)
-        self._joint_names = list(self.declare_parameter("joint_names", list(defaults.joint_names)).value)
-        rate = float(self.declare_parameter("rate", 10.0).value)
-        horizon = int(self.declare_parameter("horizon", 50).value)
-        self._control_period = float(self.declare_parameter("control_period", 0.02).value)
-        max_age = float(self.declare_parameter("max_age", 0.5).value)
-        max_skew = float(self.declare_parameter("max_skew", 0.2).value)
-        prompt = str(self.declare_parameter("prompt", "").value)
-        source = str(self.declare_parameter("policy", "hold").value)
-        self._config_name = source
+        p = self.declare_parameter
+        p("robot", "custom")
+        for name in ("camera_names", "camera_topics", "joint_names", "joint_state_topics", "compressed_cameras"):
+            p(name, Parameter.Type.STRING_ARRAY)
+        for name, default in (
+            ("policy", "hold"),
+            ("config_name", ""),
+            ("checkpoint_dir", ""),
+            ("server_url", ""),
+            ("api_key", ""),
+            ("default_prompt", ""),
+            ("prompt", ""),
+        ):
+            p(name, default)
+        for name, default in (("rate", 10.0), ("max_age", 0.5), ("max_skew", 0.2), ("control_period", 0.0)):
+            p(name, default)
+        for name, default in (("horizon", 50), ("num_steps", 0), ("image_size", 224)):
+            p(name, default)
+        p("autostart", True)
+        self._runner: PolicyRunner | None = None
+        self._subscriptions_made: list[Any] = []
+        self._services_made: list[Any] = []
+        self._tick_timers: list[Any] = []
+        self._status_timer = None
+        self._status_pub = self.create_lifecycle_publisher(PolicyStatus, "policy_status", 10)
+        self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, "action_chunk", 10)
+        if self.get_parameter("autostart").value and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
 
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # a bad parameter or an unloadable policy: stay unconfigured, say why
+            self.get_logger().error(f"configure failed: {exc}")
+            self._destroy_entities()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        assert self._runner is not None
+        self._tick_timers = [self.create_timer(1.0 / self._rate, self._tick)]
+        self.get_logger().info("active: publishing chunks")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._cancel_timers()
+        self.get_logger().info("inactive: no chunks are published")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._cancel_timers()
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._cancel_timers()
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _cancel_timers(self) -> None:
+        for timer in self._tick_timers:
+            self.destroy_timer(timer)
+        self._tick_timers = []
+
+    def _destroy_entities(self) -> None:
+        for sub in self._subscriptions_made:
+            self.destroy_subscription(sub)
+        for service in self._services_made:
+            self.destroy_service(service)
+        if self._status_timer is not None:
+            self.destroy_timer(self._status_timer)
+        self._subscriptions_made, self._services_made, self._status_timer = [], [], None
+        close = getattr(self._runner.policy if self._runner else None, "close", None)
+        if close is not None:
+            close()
+        self._runner = None
+
+    def _configure(self) -> None:
+        get = self.get_parameter
+        strings = {n: optional_list(self, n) for n in ("camera_names", "camera_topics", "joint_names")}
+        base = get_robot(
+            str(get("robot").value), cameras=tuple(strings["camera_names"]), joint_names=tuple(strings["joint_names"])
+        )
+        cameras = tuple(strings["camera_names"]) or base.cameras
+        topics = tuple(strings["camera_topics"]) or (
+            base.camera_topics if cameras == base.cameras else tuple(f"{c}/image_raw" for c in cameras)
+        )
+        if len(topics) != len(cameras):
+            raise ValueError(f"parameter 'camera_topics': {len(topics)} topics for {len(cameras)} cameras")
+        joint_topics = tuple(optional_list(self, "joint_state_topics")) or base.joint_state_topics
+        robot = RobotProfile(
+            name=base.name,
+            cameras=cameras,
+            camera_topics=topics,
+            joint_names=tuple(strings["joint_names"]) or base.joint_names,
+            joint_state_topics=joint_topics,
+            action_names=base.action_names,
+            control_rate=base.control_rate,
+            layout=base.layout,
+        )
+        compressed = set(optional_list(self, "compressed_cameras"))
+        unknown = compressed - set(cameras)
+        if unknown:
+            raise ValueError(f"parameter 'compressed_cameras': {sorted(unknown)} are not among {list(cameras)}")
+        self._rate = float(get("rate").value)
+        if not self._rate > 0:
+            raise ValueError(f"parameter 'rate': must be > 0, got {self._rate}")
+        self._image_size = int(get("image_size").value)
+        period = float(get("control_period").value)
+        self._control_period = period if period > 0 else 1.0 / robot.control_rate
+        params = {n: get(n).value for n in ("policy", "config_name", "checkpoint_dir", "server_url", "api_key")}
+        params |= {n: get(n).value for n in ("default_prompt", "horizon", "num_steps")}
+        policy = make_policy(params, robot)
+        self._robot = robot
+        self._config_name = str(policy.metadata.get("config_name", params["policy"]))
         self._assembler = ObservationAssembler(
-            AssemblerConfig(tuple(cameras), tuple(self._joint_names), max_age=max_age, max_skew=max_skew)
+            AssemblerConfig(
+                cameras, robot.joint_names, max_age=float(get("max_age").value), max_skew=float(get("max_skew").value)
+            )
         )
-        policy = make_policy(source, horizon, len(self._joint_names))
-        self._runner = PolicyRunner(self._assembler, policy, default_prompt=prompt)
-
-        for cam in cameras:
-            self.create_subscription(Image, f"{cam}/image_raw", partial(self._on_image, cam), SENSOR_QOS)
-        self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
-        self.create_subscription(String, "prompt", self._on_prompt_topic, 10)
-        self.create_service(SetPrompt, "set_prompt", self._on_set_prompt)
-        self._chunk_pub = self.create_publisher(ActionChunk, "action_chunk", 10)
-        self._status_pub = self.create_publisher(PolicyStatus, "policy_status", 10)
-        self.create_timer(1.0 / rate, self._tick)
-        self.create_timer(1.0, self._publish_status)
+        self._runner = PolicyRunner(
+            self._assembler,
+            policy,
+            default_prompt=str(get("prompt").value),
+            to_input=None if params["policy"] == "hold" else robot.policy_input,
+            action_dim=len(robot.actions),
+        )
+        for cam, topic in zip(cameras, topics, strict=True):
+            if cam in compressed:
+                callback = partial(self._on_compressed, cam, f"{topic}/compressed")
+                sub = self.create_subscription(CompressedImage, f"{topic}/compressed", callback, SENSOR_QOS)
+                self._subscriptions_made.append(sub)
+            else:
+                self._subscriptions_made.append(
+                    self.create_subscription(Image, topic, partial(self._on_image, cam, topic), SENSOR_QOS)
+                )
+        for topic in joint_topics:
+            self._subscriptions_made.append(
+                self.create_subscription(JointState, topic, partial(self._on_joints, topic), SENSOR_QOS)
+            )
+        self._subscriptions_made.append(self.create_subscription(String, "prompt", self._on_prompt_topic, 10))
+        self._services_made.append(self.create_service(SetPrompt, "set_prompt", self._on_set_prompt))
+        self._status_timer = self.create_timer(1.0, self._publish_status)
         self.get_logger().info(
-            f"policy {source!r}: {len(cameras)} cameras, {len(self._joint_names)} joints, {rate} Hz, horizon {horizon}"
+            f"configured: robot {robot.name}, policy {self._config_name!r} ({params['policy']}), "
+            f"{len(cameras)} cameras, {len(robot.joint_names)} joints, {self._rate} Hz"
         )
 
+    # -- inputs -------------------------------------------------------------------------------------------------
     def _now(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _on_image(self, camera: str, msg: Image) -> None:
+    def _add_image(self, camera: str, rgb: Any, stamp: Any) -> None:
+        if self._image_size > 0:
+            rgb = resize_with_pad(rgb, self._image_size, self._image_size)
+        self._assembler.add_image(camera, rgb, from_time(stamp))
+
+    def _on_image(self, camera: str, topic: str, msg: Image) -> None:
         try:
-            rgb = image_to_rgb(msg, topic=f"{camera}/image_raw")
+            rgb = image_to_rgb(msg, topic=topic)
         except ImageDecodeError as exc:
             self._assembler.mark_invalid(camera, str(exc))  # never act on a frame that could not be decoded
             return
-        self._assembler.add_image(camera, rgb, from_time(msg.header.stamp))
+        self._add_image(camera, rgb, msg.header.stamp)
 
-    def _on_joints(self, msg: JointState) -> None:
+    def _on_compressed(self, camera: str, topic: str, msg: CompressedImage) -> None:
         try:
-            self._assembler.add_joints(msg.name, msg.position, from_time(msg.header.stamp))
+            rgb = compressed_to_rgb(msg, topic=topic)
+        except ImageDecodeError as exc:
+            self._assembler.mark_invalid(camera, str(exc))
+            return
+        self._add_image(camera, rgb, msg.header.stamp)
+
+    def _on_joints(self, topic: str, msg: JointState) -> None:
+        try:
+            self._assembler.add_joints(msg.name, msg.position, from_time(msg.header.stamp), source=topic)
         except ObservationRejected as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
 
     def _on_prompt_topic(self, msg: String) -> None:
-        self._runner.set_prompt(msg.data)
+        if self._runner is not None:
+            self._runner.set_prompt(msg.data)
 
     def _on_set_prompt(self, request: SetPrompt.Request, response: SetPrompt.Response) -> SetPrompt.Response:
         try:
+            assert self._runner is not None
             response.message = self._runner.set_prompt(request.prompt)
             response.success = True
         except ValueError as exc:
             response.success, response.message = False, str(exc)
         return response
 
+    # -- outputs ------------------------------------------------------------------------------------------------
     def _tick(self) -> None:
+        if self._runner is None:
+            return
         chunk = self._runner.step(self._now())
         if chunk is None:
             return
         msg = make_action_chunk(
             chunk.actions,
             stamp_ns=chunk.stamp_ns,
-            joint_names=self._joint_names,
+            joint_names=self._robot.actions,
             control_period=self._control_period,
             config_name=self._config_name,
             prompt=chunk.prompt,
@@ -111,10 +296,13 @@ class PolicyNode(Node):
         self._runner.record_published(chunk, self._now())
 
     def _publish_status(self) -> None:
+        if self._runner is None:
+            return
         stats, now = self._runner.stats, self._now()
+        active = bool(self._tick_timers)
         msg = PolicyStatus(
-            state=self._runner.status,
-            message=self._runner.status_message,
+            state=self._runner.status if active else Status.UNCONFIGURED,
+            message=self._runner.status_message if active else "inactive (lifecycle): no chunks are published",
             chunk_rate=stats.rate(now * 1e-9),
             latency_p50=stats.percentile("latencies", 50),
             latency_p99=stats.percentile("latencies", 99),

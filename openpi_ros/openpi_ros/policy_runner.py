@@ -6,10 +6,12 @@ import collections
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from openpi_core.errors import OpenpiError
 from openpi_core.policies import PolicyClient
 from openpi_ros.observation import Observation, ObservationAssembler, ObservationRejected, RejectReason
 
@@ -74,15 +76,28 @@ class RunnerStats:
 
 
 class PolicyRunner:
-    def __init__(self, assembler: ObservationAssembler, policy: PolicyClient, *, default_prompt: str = "") -> None:
+    def __init__(
+        self,
+        assembler: ObservationAssembler,
+        policy: PolicyClient,
+        *,
+        default_prompt: str = "",
+        to_input: Callable[[dict[str, np.ndarray], np.ndarray, str], dict[str, Any]] | None = None,
+        action_dim: int | None = None,
+    ) -> None:
+        """`to_input(images, state, prompt)` builds the policy's observation dict (default: the generic
+        ``{"images", "state", "prompt"}``); `action_dim` is the expected chunk width (default: the state size)."""
         self.assembler = assembler
         self.policy = policy
+        self.to_input = to_input
+        self.action_dim = action_dim
         self.default_prompt = default_prompt
         self.prompt = default_prompt
         self.status = Status.WAITING
         self.status_message = "waiting for the first observation"
         self.stats = RunnerStats()
         self._sequence = 0
+        self._last_stamp_ns = -1
 
     def set_prompt(self, prompt: str) -> str:
         if "\x00" in prompt:
@@ -105,27 +120,16 @@ class PolicyRunner:
         except ObservationRejected as exc:
             self.reject(_REJECT_STATUS[exc.reason], str(exc))
             return None
-        start = time.perf_counter()
-        try:
-            result: dict[str, Any] = self.policy.infer(obs.as_policy_input(self.prompt))
-        except ValueError as exc:
-            self.reject(Status.INVALID_INPUT, f"policy rejected the observation: {exc}")
+        if obs.stamp_ns <= self._last_stamp_ns:
+            # Nothing new since the last chunk (e.g. the loop ran late and the joints have not been read since):
+            # a second chunk from the same observation would only repeat the first.
+            self.reject(Status.WAITING, "no new joint reading since the last chunk")
             return None
-        except Exception as exc:  # a policy failure must never crash the node or move the robot
-            logger.exception("policy raised")
-            self.reject(Status.ERROR, f"policy raised {type(exc).__name__}: {exc}")
+        start = time.perf_counter()
+        actions = self._infer(obs)
+        if actions is None:
             return None
         inference = time.perf_counter() - start
-        actions = np.asarray(result.get("actions"), dtype=np.float32)
-        if actions.ndim != 2 or actions.shape[1] != obs.state.shape[0] or actions.shape[0] == 0:
-            self.reject(
-                Status.ERROR,
-                f"policy output 'actions' has shape {actions.shape}, expected [horizon, {obs.state.shape[0]}]",
-            )
-            return None
-        if not np.all(np.isfinite(actions)):
-            self.reject(Status.ERROR, "policy output 'actions' contains NaN or Inf")
-            return None
         chunk = Chunk(
             actions=actions,
             stamp_ns=obs.stamp_ns,
@@ -134,8 +138,37 @@ class PolicyRunner:
             sequence=self._sequence,
         )
         self._sequence += 1
+        self._last_stamp_ns = obs.stamp_ns
         self.status, self.status_message = Status.RUNNING, ""
         return chunk
+
+    def _infer(self, obs: Observation) -> np.ndarray | None:
+        """The policy's checked actions for `obs`, or None after recording why there are none."""
+        try:
+            if self.to_input is None:
+                policy_input = obs.as_policy_input(self.prompt)
+            else:
+                policy_input = self.to_input(obs.images, obs.state, self.prompt)
+            result: dict[str, Any] = self.policy.infer(policy_input)
+        except ValueError as exc:
+            self.reject(Status.INVALID_INPUT, f"policy rejected the observation: {exc}")
+            return None
+        except OpenpiError as exc:  # a remote server's refusal or a lost connection: no chunk this tick
+            self.reject(Status.ERROR, f"policy: {exc}")
+            return None
+        except Exception as exc:  # a policy failure must never crash the node or move the robot
+            logger.exception("policy raised")
+            self.reject(Status.ERROR, f"policy raised {type(exc).__name__}: {exc}")
+            return None
+        actions = np.asarray(result.get("actions"), dtype=np.float32)
+        width = self.action_dim or obs.state.shape[0]
+        if actions.ndim != 2 or actions.shape[1] != width or actions.shape[0] == 0:
+            self.reject(Status.ERROR, f"policy output 'actions' has shape {actions.shape}, expected [horizon, {width}]")
+            return None
+        if not np.all(np.isfinite(actions)):
+            self.reject(Status.ERROR, "policy output 'actions' contains NaN or Inf")
+            return None
+        return actions
 
     def record_published(self, chunk: Chunk, now_ns: int) -> None:
         self.stats.record((now_ns - chunk.stamp_ns) * 1e-9, chunk.inference_latency, now_ns * 1e-9)

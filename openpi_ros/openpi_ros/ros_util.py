@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -20,10 +23,13 @@ from rclpy.signals import SignalHandlerOptions
 from openpi_msgs.msg import ActionChunk
 
 __all__ = [
+    "LARGE_DATA_PROFILE",
     "SENSOR_QOS",
+    "apply_large_data_profile",
     "chunk_to_array",
     "from_time",
     "make_action_chunk",
+    "optional_list",
     "run_node",
     "stop_on_signals",
     "to_time",
@@ -34,6 +40,40 @@ __all__ = [
 SHUTDOWN_STALL_S = 5.0
 
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+LARGE_DATA_PROFILE = Path(__file__).with_name("fastdds_large_data.xml")
+_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+_MIN_SHM_FREE = 64 * 2**20
+
+
+def apply_large_data_profile() -> bool:
+    """Use `fastdds_large_data.xml` (4 MB shared-memory segments, so camera frames arrive) for this process's DDS
+    participant, unless a profile is already configured, the middleware is not Fast DDS, or /dev/shm is too small.
+    Call before `rclpy.init`. Returns whether the profile was applied."""
+    if any(os.environ.get(var) for var in _PROFILE_VARS):
+        return False
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") not in ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp"):
+        return False
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    if stats.f_bavail * stats.f_frsize < _MIN_SHM_FREE:
+        logging.getLogger(__name__).warning(
+            "/dev/shm has under 64 MiB free: keeping Fast DDS's default transports (large images may be dropped)"
+        )
+        return False
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LARGE_DATA_PROFILE)
+    return True
+
+
+def optional_list(node: Node, name: str) -> list:
+    """The value of a list parameter declared without a default (``Parameter.Type.*_ARRAY``), or [] when unset."""
+    try:
+        return list(node.get_parameter(name).value or ())
+    except ParameterUninitializedException:
+        return []
 
 
 def to_time(stamp_ns: int) -> Time:
@@ -110,6 +150,7 @@ def stop_on_signals(*signums: int, then_ignore: bool = False) -> Iterator[thread
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, clean up; returns an exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    apply_large_data_profile()
     with stop_on_signals(signal.SIGINT, signal.SIGTERM, then_ignore=True) as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = None

@@ -20,7 +20,7 @@ __all__ = ["HORIZON", "libero_observation", "make_tiny_libero_checkpoint"]
 HORIZON = 5
 
 
-def make_tiny_libero_checkpoint(tmp: Path) -> tuple[_config.TrainConfig, Path]:
+def make_tiny_libero_checkpoint(tmp: Path, *, horizon: int = HORIZON) -> tuple[_config.TrainConfig, Path]:
     """The debug model behind the LIBERO data config. Near-zero action std: whatever the random model predicts,
     unnormalised actions are the mean 2.0 (plus the state on the six joint dims, by AbsoluteActions)."""
     sp = make_paligemma_like_model(tmp / "sp.model", num_loc=0, num_seg=0)
@@ -28,7 +28,7 @@ def make_tiny_libero_checkpoint(tmp: Path) -> tuple[_config.TrainConfig, Path]:
     config = dataclasses.replace(
         debug,
         name="libero_tiny",
-        model=dataclasses.replace(debug.model, action_horizon=HORIZON),
+        model=dataclasses.replace(debug.model, action_horizon=horizon),
         data=libero.LeRobotLiberoDataConfig(
             model_transforms=_config.ModelTransformFactory(paligemma_tokenizer=str(sp))
         ),

@@ -1,0 +1,418 @@
+"""The robot node graphs over real DDS, process by process: policy node (lifecycle), chunk executor, safety.
+
+These are the graphs `launch/aloha.launch.py` and `launch/droid.launch.py` start (`openpi_ros.graphs.robot_graph`);
+where `ros2 launch` exists, `openpi_ros/test/test_launch_*.py` start them through launch_testing instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+from helpers.ros import spin_until
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Bool
+
+from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
+from openpi_ros.graphs import ROBOT_DEFAULTS, NodeSpec, RobotGraphConfig, robot_graph
+from openpi_ros.images import rgb_to_image_fields
+from openpi_ros.robots import ROBOTS
+from openpi_ros.ros_util import chunk_to_array, from_time, make_action_chunk, to_time
+
+pytestmark = pytest.mark.ros
+DISCOVERY_TIMEOUT = 20.0
+
+
+class Probe:
+    """Test-side node: publishes inputs, records outputs."""
+
+    def __init__(self, context: object, ns: str) -> None:
+        self.node = Node("probe", context=context)
+        self.ns = ns
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = collections.defaultdict(list)
+        self.arrivals: dict[str, list[float]] = collections.defaultdict(list)
+        self._pubs: dict[str, object] = {}
+
+    def listen(self, msg_type: type, topic: str, depth: int = 200) -> list:
+        def _on(msg: object) -> None:
+            self.received[topic].append(msg)
+            self.arrivals[topic].append(time.monotonic())
+
+        self.node.create_subscription(msg_type, f"/{self.ns}/{topic}", _on, depth)
+        return self.received[topic]
+
+    def pub(self, msg_type: type, topic: str) -> object:
+        if topic not in self._pubs:
+            self._pubs[topic] = self.node.create_publisher(msg_type, f"/{self.ns}/{topic}", 10)
+        return self._pubs[topic]
+
+    def now(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def spin(self, seconds: float, every: object = None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if every is not None:
+                every()
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def wait(self, predicate: object, what: str, timeout: float = DISCOVERY_TIMEOUT) -> None:
+        spin_until(self.executor, predicate, timeout, what)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def _start(spawn: object, graph: list[NodeSpec]) -> None:
+    for spec in graph:
+        spawn(spec.command())
+
+
+# -- the ALOHA graph with a synthetic robot: commands at the control rate, inside the limits ---------------------
+def test_aloha_graph_commands_arrive_at_the_control_rate(ros_context: object, spawn: object) -> None:
+    config = RobotGraphConfig(robot="aloha", namespace="aloha_graph", synthetic=True, rate=10.0, image_size=64)
+    _start(spawn, robot_graph(config))
+    probe = Probe(ros_context, "aloha_graph")
+    commands = probe.listen(JointState, "joint_commands", depth=500)
+    measured = probe.listen(JointState, "joint_states", depth=500)
+    statuses = probe.listen(ExecutorStatus, "executor_status")
+    probe.wait(lambda: len(commands) >= 50, "50 commands from the ALOHA graph", timeout=60.0)
+    start = len(commands)
+    probe.spin(3.0)
+    window = probe.arrivals["joint_commands"][start:]
+    rate = (len(window) - 1) / (window[-1] - window[0])
+    assert 40.0 <= rate <= 55.0, f"commands at {rate:.1f} Hz, expected 50"
+    lower, upper = np.array(ROBOT_DEFAULTS["aloha"]["lower_limits"]), np.array(ROBOT_DEFAULTS["aloha"]["upper_limits"])
+    names = list(ROBOTS["aloha"].joint_names)
+    for msg in commands[start:]:
+        assert list(msg.name) == names
+        position = np.array(msg.position)
+        assert np.all(np.isfinite(position))
+        assert np.all(position >= lower - 1e-9)
+        assert np.all(position <= upper + 1e-9)
+    # The hold policy repeats the measured joints: commands follow the synthetic robot's slow sine waves (its
+    # grippers swing below 0, so those are held at the gripper's lower limit 0).
+    last_cmd = np.array(commands[-1].position)
+    last_joints = np.clip(np.array(measured[-1].position), lower, upper)
+    assert np.max(np.abs(last_cmd - last_joints)) < 0.15
+    steps = np.abs(np.diff([np.array(m.position) for m in commands[start:]], axis=0))
+    assert steps.max() < 3.0 * 0.04 + 1e-6  # never more than max_velocity x two control periods
+    assert statuses
+    assert statuses[-1].state == ExecutorStatus.STATE_EXECUTING
+    assert statuses[-1].commands_published > 0
+    probe.close()
+
+
+# -- the chunk executor alone: safety over DDS ------------------------------------------------------------------------
+def _chunk(actions: np.ndarray, names: list[str], stamp_ns: int, sequence: int) -> ActionChunk:
+    return make_action_chunk(
+        actions.astype(np.float32),
+        stamp_ns=stamp_ns,
+        joint_names=names,
+        control_period=0.02,
+        config_name="test",
+        prompt="",
+        inference_latency=0.0,
+        sequence=sequence,
+    )
+
+
+def test_executor_limits_watchdog_and_estop(ros_context: object, spawn: object) -> None:
+    names = ["j0", "j1"]
+    spec = NodeSpec(
+        "chunk_executor",
+        "openpi_ros.chunk_executor_node",
+        "chunk_executor",
+        {
+            "joint_names": names,
+            "control_rate": 50.0,
+            "strategy": "broker",
+            "on_stale": "hold",
+            "stale_timeout": 0.3,
+            "lower_limits": [-1.0, -1.0],
+            "upper_limits": [1.0, 1.0],
+            "max_velocity": [2.5, 2.5],  # 0.05 per 20 ms
+        },
+        namespace="exec_test",
+    )
+    spawn(spec.command())
+    probe = Probe(ros_context, "exec_test")
+    commands = probe.listen(JointState, "joint_commands", depth=1000)
+    statuses = probe.listen(ExecutorStatus, "executor_status")
+    chunk_pub, joints_pub, estop_pub = (
+        probe.pub(ActionChunk, "action_chunk"),
+        probe.pub(JointState, "joint_states"),
+        probe.pub(Bool, "estop"),
+    )
+    probe.wait(
+        lambda: chunk_pub.get_subscription_count() > 0 and joints_pub.get_subscription_count() > 0 and statuses,
+        "the executor",
+    )
+    sequence = iter(range(1000))
+
+    def send(actions: np.ndarray, names_: list[str] = names) -> None:
+        chunk_pub.publish(_chunk(actions, names_, probe.now(), next(sequence)))
+
+    # No measured position yet: a chunk is not executed (its first step could jump).
+    send(np.full((50, 2), 0.5))
+    probe.spin(0.5)
+    assert commands == []
+    assert statuses[-1].state == ExecutorStatus.STATE_WAITING_FOR_STATE
+
+    # Measured at 0: the target 3.0 is clipped to the limit 1.0 and approached at <= 0.05 per tick.
+    joints_pub.publish(JointState(name=names, position=[0.0, 0.0]))
+
+    def feed() -> None:
+        if probe.now() % 200_000_000 < 20_000_000:  # a fresh chunk about every 0.2 s
+            send(np.full((50, 2), 3.0))
+
+    probe.spin(1.2, every=feed)
+    values = np.array([m.position for m in commands])
+    assert len(values) > 20
+    assert values.max() <= 1.0 + 1e-9
+    assert np.abs(np.diff(values, axis=0)).max() <= 0.1 + 1e-9  # <= max_velocity * 2 periods (late ticks)
+    assert values[0].max() <= 0.05 + 1e-9
+    np.testing.assert_allclose(values[-1], [1.0, 1.0])
+
+    # A NaN chunk and a chunk for other joints: rejected, the executor holds what it had.
+    before = len(commands)
+    send(np.full((50, 2), np.nan))
+    probe.spin(0.15)
+    send(np.zeros((50, 2)), ["x", "y"])
+    probe.spin(0.6)
+    assert all(np.allclose(m.position, [1.0, 1.0]) for m in commands[before:])
+    assert statuses[-1].chunks_rejected >= 2
+    assert any("NaN" in s.message for s in statuses) or any("no column" in s.message for s in statuses)
+    assert statuses[-1].state == ExecutorStatus.STATE_HOLDING
+
+    # E-stop: nothing at all is published, and after release only a new chunk moves the arm.
+    estop_pub.publish(Bool(data=True))
+    probe.spin(0.3)
+    engaged = len(commands)
+    send(np.full((50, 2), -1.0))
+    probe.spin(0.5)
+    assert len(commands) == engaged
+    assert statuses[-1].state == ExecutorStatus.STATE_ESTOP
+    estop_pub.publish(Bool(data=False))
+    probe.spin(0.5)
+    assert len(commands) == engaged  # released, but no chunk since
+    joints_pub.publish(JointState(name=names, position=[1.0, 1.0]))
+    probe.spin(0.1)
+    send(np.full((50, 2), -1.0))
+    probe.spin(0.3)
+    assert len(commands) > engaged
+    after = np.array([m.position for m in commands[engaged:]])
+    assert after[0].min() >= 1.0 - 0.05 - 1e-9  # ramps from the measured position, no jump
+    assert np.all(np.diff(after, axis=0) <= 1e-9)
+    probe.close()
+
+
+# -- the policy node: compressed cameras, several joint topics, bad data, lifecycle ----------------------------------
+def _policy_spec(ns: str, **params: object) -> NodeSpec:
+    base = {
+        "robot": "custom",
+        "camera_names": ["front", "wrist"],
+        "joint_names": ["a1", "a2", "b1"],
+        "joint_state_topics": ["arm_a/joint_states", "arm_b/joint_states"],
+        "compressed_cameras": ["wrist"],
+        "rate": 20.0,
+        "horizon": 4,
+        "image_size": 32,
+        "max_age": 0.4,
+    }
+    return NodeSpec("policy_node", "openpi_ros.policy_node", "policy_node", {**base, **params}, namespace=ns)
+
+
+class PolicyProbe(Probe):
+    def __init__(self, context: object, ns: str) -> None:
+        super().__init__(context, ns)
+        self.chunks = self.listen(ActionChunk, "action_chunk")
+        self.statuses = self.listen(PolicyStatus, "policy_status")
+        self.front = self.pub(Image, "front/image_raw")
+        self.wrist = self.pub(CompressedImage, "wrist/image_raw/compressed")
+        self.arm_a = self.pub(JointState, "arm_a/joint_states")
+        self.arm_b = self.pub(JointState, "arm_b/joint_states")
+        ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
+        assert ok
+        self.jpeg = jpeg.tobytes()
+
+    def publish(self, *, a: tuple = (0.1, 0.2), b: tuple = (0.3,), wrist: bytes | None = None, skip: str = "") -> None:
+        now = self.now()
+        if skip != "front":
+            image = Image(**rgb_to_image_fields(np.zeros((40, 60, 3), np.uint8)))
+            image.header.stamp = to_time(now)
+            self.front.publish(image)
+        if skip != "wrist":
+            compressed = CompressedImage(format="jpeg", data=wrist if wrist is not None else self.jpeg)
+            compressed.header.stamp = to_time(now)
+            self.wrist.publish(compressed)
+        for pub, names, values in ((self.arm_a, ["a1", "a2"], a), (self.arm_b, ["b1"], b)):
+            msg = JointState(name=names[: len(values)], position=[float(v) for v in values])
+            msg.header.stamp = to_time(now)
+            pub.publish(msg)
+
+    def drive(self, seconds: float, settle: float = 0.3, **kwargs: object) -> list[ActionChunk]:
+        start = self.now() + int(settle * 1e9)
+        self.spin(seconds, every=lambda: self.publish(**kwargs))
+        return [c for c in self.chunks if from_time(c.header.stamp) >= start]
+
+    def last_status(self, since: int) -> PolicyStatus:
+        assert len(self.statuses) > since, "no policy status received"
+        return self.statuses[-1]
+
+
+def test_policy_node_inputs_and_bad_data(ros_context: object, spawn: object) -> None:
+    spawn(_policy_spec("pn_inputs").command())
+    probe = PolicyProbe(ros_context, "pn_inputs")
+    probe.wait(lambda: probe.arm_b.get_subscription_count() > 0 and probe.statuses, "the policy node")
+
+    # A raw and a JPEG camera, joints from two topics: chunks echo the assembled state.
+    good = probe.drive(1.2)
+    assert len(good) >= 5
+    np.testing.assert_allclose(chunk_to_array(good[-1]), np.tile([0.1, 0.2, 0.3], (4, 1)), rtol=1e-6)
+    assert list(good[-1].joint_names) == ["a1", "a2", "b1"]
+
+    cases = [
+        ({"wrist": b"\xff\xd8 not really a jpeg"}, PolicyStatus.STATE_INVALID_INPUT, "not a decodable JPEG"),
+        ({"a": (0.1,)}, PolicyStatus.STATE_STALE_INPUT, "'a2'"),  # a2 missing from arm_a: its reading goes stale
+        ({"skip": "front"}, PolicyStatus.STATE_STALE_INPUT, "camera 'front'"),  # a publisher that stopped
+        ({"b": (float("nan"),)}, PolicyStatus.STATE_INVALID_INPUT, "non-finite"),
+    ]
+    for kwargs, state, phrase in cases:
+        seen = len(probe.statuses)
+        assert probe.drive(1.6, settle=0.5, **kwargs) == [], kwargs
+        status = probe.last_status(seen)
+        assert status.state == state, (kwargs, status.message)
+        assert phrase in status.message, (kwargs, status.message)
+        assert probe.drive(1.0), f"no recovery after {kwargs}"
+    probe.close()
+
+
+def _change_state(probe: Probe, node: str, transition: int) -> bool:
+    client = probe.node.create_client(ChangeState, f"/{probe.ns}/{node}/change_state")
+    probe.wait(client.service_is_ready, f"{node}/change_state")
+    future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+    probe.wait(future.done, f"{node} transition {transition}", timeout=30.0)
+    return future.result().success
+
+
+def _state(probe: Probe, node: str) -> str:
+    client = probe.node.create_client(GetState, f"/{probe.ns}/{node}/get_state")
+    probe.wait(client.service_is_ready, f"{node}/get_state")
+    future = client.call_async(GetState.Request())
+    probe.wait(future.done, f"{node} state")
+    return future.result().current_state.label
+
+
+def test_policy_node_lifecycle(ros_context: object, spawn: object) -> None:
+    spawn(_policy_spec("pn_life", autostart=False).command())
+    # Configuring fails cleanly on a bad source: the node stays unconfigured and says why in its log.
+    bad = _policy_spec("pn_life_bad", autostart=False, policy="remote")
+    bad_proc = spawn(bad.command())
+    probe = PolicyProbe(ros_context, "pn_life")
+    assert _state(probe, "policy_node") == "unconfigured"
+    probe.spin(0.5, every=probe.publish)
+    assert probe.chunks == []
+    assert _change_state(probe, "policy_node", Transition.TRANSITION_CONFIGURE)
+    assert _state(probe, "policy_node") == "inactive"
+    probe.spin(1.0, every=probe.publish)
+    assert probe.chunks == []  # configured but inactive: nothing is published
+    assert _change_state(probe, "policy_node", Transition.TRANSITION_ACTIVATE)
+    assert probe.drive(1.0)
+    assert _change_state(probe, "policy_node", Transition.TRANSITION_DEACTIVATE)
+    assert probe.drive(1.0, settle=0.2) == []
+    assert _change_state(probe, "policy_node", Transition.TRANSITION_ACTIVATE)
+    assert probe.drive(1.0)
+    assert _change_state(probe, "policy_node", Transition.TRANSITION_DEACTIVATE)
+    assert _change_state(probe, "policy_node", Transition.TRANSITION_CLEANUP)
+    assert _state(probe, "policy_node") == "unconfigured"
+
+    bad_probe = Probe(ros_context, "pn_life_bad")
+    assert not _change_state(bad_probe, "policy_node", Transition.TRANSITION_CONFIGURE)
+    assert _state(bad_probe, "policy_node") == "unconfigured"
+    bad_proc.send_signal(2)
+    out, _ = bad_proc.communicate(timeout=20)
+    assert "server_url" in out
+    probe.close()
+    bad_probe.close()
+
+
+# -- remote policy: LIBERO graph -> policy server with a tiny model -> executor ----------------------------------------
+def test_libero_graph_with_a_remote_policy_server(
+    ros_context: object, spawn: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from helpers.policies import make_tiny_libero_checkpoint  # noqa: PLC0415
+
+    from openpi_core.policies.policy_config import create_trained_policy  # noqa: PLC0415
+    from openpi_core.serving.server import PolicyServer, ServerConfig  # noqa: PLC0415
+    from openpi_core.serving.spec import spec_for  # noqa: PLC0415
+
+    horizon = 20  # 1 s of LIBERO actions at 20 Hz: chunks outlive the ~0.2 s round trip on a busy 2-core box
+    config, checkpoint = make_tiny_libero_checkpoint(tmp_path_factory.mktemp("remote"), horizon=horizon)
+    policy = create_trained_policy(config, checkpoint, sample_kwargs={"num_steps": 2})
+    server = PolicyServer(policy, ServerConfig(port=0, api_key="k"), spec=spec_for("libero")).start()
+    try:
+        graph = robot_graph(
+            RobotGraphConfig(
+                robot="libero",
+                namespace="libero_remote",
+                policy="remote",
+                server_url=f"ws://127.0.0.1:{server.port}",
+                rate=5.0,
+                prompt="open the drawer",
+            )
+        )
+        env = {**os.environ, "OPENPI_SERVER_API_KEY": "k"}
+        for spec in graph:
+            spawn(spec.command(), env=env)
+        probe = Probe(ros_context, "libero_remote")
+        chunks = probe.listen(ActionChunk, "action_chunk")
+        commands = probe.listen(JointState, "joint_commands", depth=500)
+        profile = ROBOTS["libero"]
+        cams = [probe.pub(Image, topic) for topic in profile.camera_topics]
+        joints = probe.pub(JointState, "joint_states")
+        state = np.linspace(-0.5, 0.5, 8)
+        rng = np.random.default_rng(0)
+        frame = Image(**rgb_to_image_fields(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)))
+
+        def publish() -> None:
+            stamp = to_time(probe.now())
+            for pub in cams:
+                frame.header.stamp = stamp
+                pub.publish(frame)
+            msg = JointState(name=list(profile.joint_names), position=list(state))
+            msg.header.stamp = stamp
+            joints.publish(msg)
+
+        deadline = time.monotonic() + 60.0
+        while len(commands) < 20 and time.monotonic() < deadline:
+            probe.spin(0.05, every=publish)
+        assert len(chunks) >= 1, "no chunk from the remote policy"
+        chunk = chunks[-1]
+        assert list(chunk.joint_names) == list(profile.actions)
+        assert chunk.config_name == "libero_tiny"
+        assert chunk.prompt == "open the drawer"
+        actions = chunk_to_array(chunk)
+        assert actions.shape == (horizon, 7)
+        # The tiny checkpoint's actions are 2.0 + state on the six end-effector dims (see helpers.policies).
+        np.testing.assert_allclose(actions[:, :6], np.broadcast_to(2.0 + state[:6], (horizon, 6)), atol=1e-4)
+        # The executor clips them to the LIBERO controller's range [-1, 1].
+        assert len(commands) >= 20
+        values = np.array([m.position for m in commands])
+        assert values.max() <= 1.0 + 1e-9
+        assert values.min() >= -1.0 - 1e-9
+        assert server.stats.served >= 1
+        probe.close()
+    finally:
+        server.stop()
