@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k images -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format demo lock colcon clean
+.PHONY: setup test lint format demo demo-synthetic lock colcon clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,7 +21,12 @@ format: setup
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ALOHA sim + policy node + chunk executor, one short episode (CHECKPOINT=<folder> runs a real pi0_aloha_sim one).
 demo: setup
+	$(PY) -m openpi_ros.sim_eval --demo $(DEMO_ARGS)
+
+# The synthetic-robot wiring demo (no simulator).
+demo-synthetic: setup
 	$(PY) -m openpi_ros.demo $(DEMO_ARGS)
 
 # Regenerate requirements/lock.txt after changing requirements/pins.txt.

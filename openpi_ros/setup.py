@@ -31,6 +31,7 @@ setup(
         "console_scripts": [
             "synthetic_robot = openpi_ros.synthetic_robot_node:main",
             "policy_node = openpi_ros.policy_node:main",
+            "sim_bridge = openpi_ros.sim_bridge_node:main",
             "chunk_executor = openpi_ros.chunk_executor_node:main",
             "openpi_ros_demo = openpi_ros.demo:main",
         ],

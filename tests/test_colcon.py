@@ -42,9 +42,11 @@ def test_colcon_build_of_ros2_ws(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "Summary: 2 packages finished" in out.stdout, out.stdout
-    for launch_file in ("demo", "aloha", "droid"):  # where `ros2 launch openpi_ros <file>` looks
+    # where `ros2 launch openpi_ros <file>` looks
+    for launch_file in ("demo", "aloha", "droid", "aloha_sim", "libero_sim"):
         assert (install / "openpi_ros" / "share" / "openpi_ros" / "launch" / f"{launch_file}.launch.py").is_file()
-    assert (install / "openpi_ros" / "lib" / "openpi_ros" / "chunk_executor").is_file()
+    for executable in ("chunk_executor", "sim_bridge"):
+        assert (install / "openpi_ros" / "lib" / "openpi_ros" / executable).is_file()
     assert (install / "openpi_ros" / "share" / "ament_index" / "resource_index" / "packages" / "openpi_ros").is_file()
     assert (install / "openpi_ros" / "lib" / "openpi_ros" / "policy_node").is_file()
     assert (install / "openpi_msgs" / "share" / "openpi_msgs" / "msg" / "ActionChunk.msg").is_file()

@@ -121,7 +121,12 @@ def test_robot_launch_files_read_the_graphs():
         ]
         if calls:
             robots[path.name] = calls[0].args[0].value
-    assert robots == {"aloha.launch.py": "aloha", "droid.launch.py": "droid"}
+    assert robots == {
+        "aloha.launch.py": "aloha",
+        "droid.launch.py": "droid",
+        "aloha_sim.launch.py": "aloha",
+        "libero_sim.launch.py": "libero",
+    }
     assert set(robots.values()) <= set(ROBOTS)
     arguments = RobotGraphConfig.arguments()
     assert arguments["policy"] == ("hold", arguments["policy"][1])

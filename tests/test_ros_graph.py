@@ -6,18 +6,15 @@ where `ros2 launch` exists, `openpi_ros/test/test_launch_*.py` start them throug
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 
 import cv2
 import numpy as np
 import pytest
-from helpers.ros import spin_until
+from helpers.ros import Probe
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool
 
@@ -29,49 +26,6 @@ from openpi_ros.ros_util import chunk_to_array, from_time, make_action_chunk, to
 
 pytestmark = pytest.mark.ros
 DISCOVERY_TIMEOUT = 20.0
-
-
-class Probe:
-    """Test-side node: publishes inputs, records outputs."""
-
-    def __init__(self, context: object, ns: str) -> None:
-        self.node = Node("probe", context=context)
-        self.ns = ns
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.received: dict[str, list] = collections.defaultdict(list)
-        self.arrivals: dict[str, list[float]] = collections.defaultdict(list)
-        self._pubs: dict[str, object] = {}
-
-    def listen(self, msg_type: type, topic: str, depth: int = 200) -> list:
-        def _on(msg: object) -> None:
-            self.received[topic].append(msg)
-            self.arrivals[topic].append(time.monotonic())
-
-        self.node.create_subscription(msg_type, f"/{self.ns}/{topic}", _on, depth)
-        return self.received[topic]
-
-    def pub(self, msg_type: type, topic: str) -> object:
-        if topic not in self._pubs:
-            self._pubs[topic] = self.node.create_publisher(msg_type, f"/{self.ns}/{topic}", 10)
-        return self._pubs[topic]
-
-    def now(self) -> int:
-        return self.node.get_clock().now().nanoseconds
-
-    def spin(self, seconds: float, every: object = None) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if every is not None:
-                every()
-            self.executor.spin_once(timeout_sec=0.01)
-
-    def wait(self, predicate: object, what: str, timeout: float = DISCOVERY_TIMEOUT) -> None:
-        spin_until(self.executor, predicate, timeout, what)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 def _start(spawn: object, graph: list[NodeSpec]) -> None:

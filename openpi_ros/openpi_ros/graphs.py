@@ -148,6 +148,13 @@ class RobotGraphConfig:
     """Read every camera as sensor_msgs/CompressedImage from <topic>/compressed."""
     synthetic: bool = False
     """Add a synthetic robot publishing the robot's cameras and joints (no hardware: a wiring check)."""
+    sim: str = ""
+    """'' (a real robot), 'aloha' or 'libero': add the sim bridge and run every node on sim time."""
+    task: str = ""
+    """Sim task: an ALOHA gym id (AlohaTransferCube-v0, AlohaInsertion-v0) or '<libero suite>/<task id>'."""
+    seed: int = 0
+    max_steps: int = 400
+    sim_image_size: int = 224
     use_sim_time: bool = False
 
     def __post_init__(self) -> None:
@@ -155,6 +162,10 @@ class RobotGraphConfig:
             raise ValueError(f"robot: unknown {self.robot!r}; expected one of {sorted(ROBOTS)}")
         if self.policy not in ("hold", "checkpoint", "remote"):
             raise ValueError(f"policy: {self.policy!r} is not one of hold, checkpoint, remote")
+        if self.sim not in ("", self.robot):
+            raise ValueError(f"sim: {self.sim!r} does not simulate robot {self.robot!r}")
+        if self.sim and self.synthetic:
+            raise ValueError("sim and synthetic: choose one source of cameras and joints")
 
     @classmethod
     def from_strings(cls, values: Mapping[str, str]) -> RobotGraphConfig:
@@ -208,14 +219,19 @@ _ARGUMENT_HELP = {
     "image_size": "images are resized with padding to this square (0: keep)",
     "compressed": "read cameras as CompressedImage from <topic>/compressed",
     "synthetic": "add a synthetic robot (no hardware)",
+    "sim": "'' for a real robot; aloha or libero adds the sim bridge (and sim time)",
+    "task": "sim task: AlohaTransferCube-v0, AlohaInsertion-v0, or <libero suite>/<task id>",
+    "seed": "first episode's seed (sim)",
+    "max_steps": "control steps per episode (sim)",
+    "sim_image_size": "square size of the sim's rendered cameras",
     "use_sim_time": "use /clock (simulation)",
 }
 
 
 def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
-    """Policy node + chunk executor for one robot (+ a synthetic robot with `synthetic`)."""
+    """Policy node + chunk executor for one robot (+ a synthetic robot with `synthetic`, a sim bridge with `sim`)."""
     profile, defaults = ROBOTS[config.robot], ROBOT_DEFAULTS[config.robot]
-    common = {"use_sim_time": config.use_sim_time}
+    common = {"use_sim_time": config.use_sim_time or bool(config.sim)}
     policy_params: dict[str, Any] = {
         **common,
         "robot": config.robot,
@@ -252,6 +268,19 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
             namespace=config.namespace,
         ),
     ]
+    if config.sim:
+        bridge = {
+            "sim": config.sim,
+            "task": config.task,
+            "seed": config.seed,
+            "max_steps": config.max_steps,
+            "image_height": config.sim_image_size,
+            "image_width": config.sim_image_size,
+            "camera_rate": float(policy_params["rate"]),
+        }
+        graph.insert(
+            0, NodeSpec("sim_bridge", "openpi_ros.sim_bridge_node", "sim_bridge", bridge, namespace=config.namespace)
+        )
     if config.synthetic:
         synthetic = {
             **common,

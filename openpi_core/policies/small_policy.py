@@ -1,0 +1,54 @@
+"""A small random-weight model behind a named config's real transforms: the whole pipeline without a download.
+
+`make_small_policy("pi0_aloha_sim", folder)` builds the config's model family at the fixtures' tiny sizes (Gemma
+width 64, SigLIP mu/14), saves its parameters as an openpi-layout checkpoint folder with identity norm stats, and
+loads that through `create_trained_policy`: real tokenizer code (a small in-process SentencePiece model), real
+robot adapter, normalisation, sampling. Its actions are random. For demos and smoke tests where no pretrained
+weights are reachable; say so wherever its output is shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from openpi_core import normalize
+from openpi_core.models import model as _model
+from openpi_core.models.small_tokenizer import make_small_paligemma_tokenizer
+from openpi_core.policies.policy import Policy
+from openpi_core.policies.policy_config import create_trained_policy
+from openpi_core.training import config as _config
+
+__all__ = ["make_small_policy"]
+
+_TINY = {"paligemma_variant": "dummy", "action_expert_variant": "dummy", "vision_variant": "mu/14"}
+_DIMS = {"aloha": (14, 14), "droid": (8, 8), "libero": (8, 7)}  # (state, actions) per robot family
+
+
+def make_small_policy(
+    config_name: str, folder: str | Path, *, action_horizon: int = 50, num_steps: int = 2, seed: int = 0
+) -> Policy:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    robot = next((r for r in _DIMS if r in config_name), None)
+    if robot is None:
+        raise ValueError(f"config {config_name!r}: no robot family (aloha, droid, libero) in its name")
+    sp = make_small_paligemma_tokenizer(folder / "tokenizer.model", num_loc=0, num_seg=0)
+    config = _config.get_config(config_name)
+    model = dataclasses.replace(config.model, vocab_size=1024, dtype="float32", action_horizon=action_horizon, **_TINY)
+    factory = _config.ModelTransformFactory(paligemma_tokenizer=str(sp))
+    config = dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, model_transforms=factory))
+    checkpoint = folder / "checkpoint"
+    params = nnx.to_pure_dict(nnx.state(model.create(jax.random.key(seed)), nnx.Param))
+    _model.save_params(checkpoint / "params", params)
+    state_dim, action_dim = _DIMS[robot]
+    stats = {
+        key: normalize.NormStats(mean=np.zeros(d), std=np.ones(d), q01=-np.ones(d), q99=np.ones(d))
+        for key, d in (("state", state_dim), ("actions", action_dim))
+    }
+    policy = create_trained_policy(config, checkpoint, norm_stats=stats, sample_kwargs={"num_steps": num_steps})
+    return policy

@@ -1,0 +1,366 @@
+"""Run sim episodes through the full ROS graph (sim bridge → policy node → chunk executor → sim bridge) and report.
+
+    python -m openpi_ros.sim_eval --sim aloha --episodes 3                        # small random model (no weights)
+    python -m openpi_ros.sim_eval --sim libero --task libero_spatial/0 --policy remote --server-url ws://gpu:8000
+    python -m openpi_ros.sim_eval --sim aloha --policy checkpoint --config-name pi0_aloha_sim --checkpoint-dir CKPT
+    python -m openpi_ros.sim_eval --demo                                          # what `make demo` runs
+
+Every node is its own process over real DDS, on sim time (`/clock` from the bridge). Prints live rates and
+latencies, then a table (success, steps, reward, inference and loop latencies per episode), and writes a JSON
+report and a PNG strip of the first camera. With an official checkpoint folder this is the same evaluation users
+run for openpi's LIBERO table (`--episodes 50` per task). Exit status 0 when every episode ran to its end with
+commands flowing and every node exited cleanly; success rates are reported, not required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image, JointState
+
+from openpi_msgs.msg import EpisodeStatus, ExecutorStatus, PolicyStatus
+from openpi_msgs.srv import ResetEpisode
+from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
+from openpi_ros.images import image_to_rgb
+from openpi_ros.robots import ROBOTS
+from openpi_ros.ros_util import apply_large_data_profile, stop_on_signals
+
+SMALL_CONFIGS = {"aloha": "pi0_aloha_sim", "libero": "pi0_libero"}
+DEFAULT_TASKS = {"aloha": "AlohaTransferCube-v0", "libero": "libero_spatial/0"}
+
+
+@dataclasses.dataclass
+class EpisodeResult:
+    episode: int
+    seed: int
+    success: bool
+    steps: int
+    reward: float
+    sim_seconds: float
+    wall_seconds: float
+    chunks: int
+    commands: int
+    inference_ms_p50: float
+    obs_to_chunk_ms_p50: float
+    command_rate_hz: float
+    jitter_ms_p99: float
+
+
+class Monitor(Node):
+    def __init__(self, ns: str, camera_topic: str) -> None:
+        super().__init__("sim_eval_monitor")
+        self.episode: EpisodeStatus | None = None
+        self.policy_status: PolicyStatus | None = None
+        self.executor_status: ExecutorStatus | None = None
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.frames: list[np.ndarray] = []
+        self.keep_frame_every = 1.0  # s of sim time between kept frames
+        self._last_kept = -1e9
+        self.create_subscription(EpisodeStatus, f"/{ns}/episode_status", self._on_episode, 10)
+        self.create_subscription(PolicyStatus, f"/{ns}/policy_status", lambda m: setattr(self, "policy_status", m), 10)
+        self.create_subscription(
+            ExecutorStatus, f"/{ns}/executor_status", lambda m: setattr(self, "executor_status", m), 10
+        )
+        self.create_subscription(JointState, f"/{ns}/joint_commands", lambda _m: self.counts.update(["commands"]), 50)
+        self.create_subscription(Image, f"/{ns}/{camera_topic}", self._on_frame, 2)
+        self.reset = self.create_client(ResetEpisode, f"/{ns}/reset")
+
+    def _on_episode(self, msg: EpisodeStatus) -> None:
+        self.episode = msg
+
+    def _on_frame(self, msg: Image) -> None:
+        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if t - self._last_kept >= self.keep_frame_every and len(self.frames) < 8:
+            self._last_kept = t
+            self.frames.append(image_to_rgb(msg))
+
+
+def _serve_small_policy(sim: str, workdir: Path) -> tuple[object, str]:
+    from openpi_core.policies import aloha_policy, libero_policy  # noqa: PLC0415
+    from openpi_core.policies.small_policy import make_small_policy  # noqa: PLC0415
+    from openpi_core.serving.server import PolicyServer, ServerConfig  # noqa: PLC0415
+    from openpi_core.serving.spec import spec_for  # noqa: PLC0415
+
+    policy = make_small_policy(SMALL_CONFIGS[sim], workdir / "small_policy")
+    example = aloha_policy.make_aloha_example() if sim == "aloha" else libero_policy.make_libero_example()
+    policy.infer(example)  # compile before the episode starts
+    server = PolicyServer(policy, ServerConfig(port=0), spec=spec_for(sim)).start()
+    return server, f"ws://127.0.0.1:{server.port}"
+
+
+def _start(graph: list[NodeSpec], env: dict[str, str], log_dir: Path) -> list[subprocess.Popen]:
+    procs = []
+    for spec in graph:
+        log = open(log_dir / f"{spec.name}.log", "w")  # noqa: SIM115 - closed with the process
+        procs.append(subprocess.Popen(spec.command(), env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen]) -> list[int]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout=15))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes.append(proc.wait())
+    return codes
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--demo", action="store_true", help="`make demo`: one short ALOHA sim episode, outputs in demo_out/")
+    p.add_argument("--sim", choices=sorted(SMALL_CONFIGS), default="aloha")
+    p.add_argument("--task", default="", help="AlohaTransferCube-v0 | AlohaInsertion-v0 | <libero suite>/<id>")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=400, help="control steps per episode")
+    p.add_argument("--policy", choices=("small", "hold", "checkpoint", "remote"), default="small")
+    p.add_argument("--config-name", default="", help="--policy checkpoint: e.g. pi0_aloha_sim, pi05_libero")
+    p.add_argument("--checkpoint-dir", default="")
+    p.add_argument("--server-url", default="", help="--policy remote (key from $OPENPI_SERVER_API_KEY)")
+    p.add_argument("--prompt", default="", help="default: the task's own instruction")
+    p.add_argument("--rate", type=float, default=10.0, help="policy inference rate, Hz of sim time")
+    p.add_argument("--namespace", default="sim_eval")
+    p.add_argument("--out", type=Path, default=Path("sim_eval_out"), help="folder for the JSON report, PNG, logs")
+    p.add_argument("--episode-timeout", type=float, default=600.0, help="wall seconds per episode")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.demo:
+        args.sim, args.episodes, args.max_steps = "aloha", 1, min(args.max_steps, 150)
+        args.out = Path("demo_out") if args.out == Path("sim_eval_out") else args.out
+        if os.environ.get("CHECKPOINT"):
+            args.policy, args.config_name = "checkpoint", args.config_name or "pi0_aloha_sim"
+            args.checkpoint_dir = os.environ["CHECKPOINT"]
+    task = args.task or DEFAULT_TASKS[args.sim]
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_dir = args.out / "logs"
+    log_dir.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("ROS_LOG_DIR", str(Path(tempfile.gettempdir()) / "openpi_ros_logs"))
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")})
+
+    server = None
+    server_url = args.server_url
+    policy = args.policy
+    if policy == "small":
+        print(
+            f"policy: a SMALL {SMALL_CONFIGS[args.sim]} model with RANDOM weights (no pretrained weights are reachable"
+            " here): the arms move, but not towards the task. Pass CHECKPOINT=<folder> (or --policy checkpoint) for"
+            " a real one.",
+            flush=True,
+        )
+        workdir = Path(tempfile.mkdtemp(prefix="openpi_small_policy_"))
+        server, server_url = _serve_small_policy(args.sim, workdir)
+        policy = "remote"
+    config = RobotGraphConfig(
+        robot=args.sim,
+        namespace=args.namespace,
+        policy=policy,
+        config_name=args.config_name,
+        checkpoint_dir=args.checkpoint_dir,
+        server_url=server_url,
+        prompt=args.prompt,
+        rate=args.rate,
+        sim=args.sim,
+        task=task,
+        max_steps=args.max_steps,
+    )
+    graph = robot_graph(config)
+    profile = ROBOTS[args.sim]
+    print(
+        f"sim_eval: {task}, {args.episodes} episode(s) of up to {args.max_steps} steps; nodes: "
+        f"{', '.join(s.name for s in graph)} (logs in {log_dir})",
+        flush=True,
+    )
+    apply_large_data_profile()
+    results: list[EpisodeResult] = []
+    codes: list[int] = []
+    ok = True
+    with stop_on_signals(signal.SIGINT, signal.SIGTERM) as stop:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        procs = _start(graph, env, log_dir)
+        monitor = Monitor(args.namespace, profile.camera_topics[0])
+        try:
+            results, ok = _run_episodes(monitor, procs, graph, args, stop)
+        finally:
+            codes = _stop(procs)
+            frames = list(monitor.frames)
+            monitor.destroy_node()
+            rclpy.try_shutdown()
+            if server is not None:
+                server.stop()
+    exit_codes = dict(zip([s.name for s in graph], codes, strict=True))
+    _report(results, args, task, exit_codes, frames)
+    ok = ok and len(results) == args.episodes and all(c == 0 for c in codes) and all(r.commands > 0 for r in results)
+    print("sim_eval OK" if ok else "sim_eval FAILED", flush=True)
+    return 0 if ok else 1
+
+
+def _run_episodes(
+    monitor: Monitor, procs: list[subprocess.Popen], graph: list[NodeSpec], args: argparse.Namespace, stop: object
+) -> tuple[list[EpisodeResult], bool]:
+    def spin(seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(monitor, timeout_sec=0.02)
+            dead = [s.name for s, p in zip(graph, procs, strict=True) if p.poll() is not None]
+            if dead:
+                print(f"error: node(s) exited early: {dead} (see their logs)", file=sys.stderr)
+                return False
+            if stop.is_set():
+                return False
+        return True
+
+    deadline = time.monotonic() + 120
+    while not monitor.reset.service_is_ready() or monitor.episode is None:
+        if time.monotonic() > deadline or not spin(0.2):
+            print("error: the sim bridge did not come up within 120 s", file=sys.stderr)
+            return [], False
+    results = []
+    for index in range(args.episodes):
+        future = monitor.reset.call_async(ResetEpisode.Request(seed=index))
+        while not future.done():
+            if not spin(0.05):
+                return results, False
+        reply = future.result()
+        if not reply.success:
+            print(f"error: reset failed: {reply.message}", file=sys.stderr)
+            return results, False
+        target = int(reply.message.rsplit("episode ", 1)[1].rstrip(")"))
+        print(f"episode {index}: {reply.message}", flush=True)
+        commands0 = monitor.counts["commands"]
+        start, next_print = time.monotonic(), 0.0
+        inference, latency, rates, jitter, chunks = [], [], [], [], 0
+        while True:
+            if not spin(0.05):
+                return results, False
+            ep = monitor.episode
+            if ep is None or ep.episode != target:
+                continue
+            now = time.monotonic()
+            if monitor.policy_status is not None and monitor.policy_status.published_chunks:
+                inference.append(monitor.policy_status.inference_p50 * 1e3)
+                latency.append(monitor.policy_status.latency_p50 * 1e3)
+                chunks = int(monitor.policy_status.published_chunks)
+            if monitor.executor_status is not None and monitor.executor_status.commands_published:
+                rates.append(monitor.executor_status.command_rate)
+                jitter.append(monitor.executor_status.jitter_p99 * 1e3)
+            if now >= next_print:
+                next_print = now + 2.0
+                sim_t = ep.step * (0.02 if args.sim == "aloha" else 0.05)
+                print(
+                    f"  step {ep.step:4d}/{args.max_steps}  reward {ep.reward:.0f}/{ep.max_reward:.0f}"
+                    f"  sim {sim_t:5.1f} s in {now - start:5.1f} s wall"
+                    f"  chunks {chunks:4d}  infer p50 {_last(inference):7.1f} ms"
+                    f"  obs->chunk p50 {_last(latency):7.1f} ms"
+                    f"  commands {monitor.counts['commands'] - commands0:5d} ({_last(rates):4.1f} Hz sim)",
+                    flush=True,
+                )
+            if ep.done:
+                break
+            if now - start > args.episode_timeout:
+                print(f"error: episode {index} did not finish within {args.episode_timeout} s", file=sys.stderr)
+                return results, False
+        dt = 0.02 if args.sim == "aloha" else 0.05
+        results.append(
+            EpisodeResult(
+                episode=index,
+                seed=index,
+                success=bool(ep.success),
+                steps=int(ep.step),
+                reward=float(ep.reward),
+                sim_seconds=ep.step * dt,
+                wall_seconds=time.monotonic() - start,
+                chunks=chunks,
+                commands=monitor.counts["commands"] - commands0,
+                inference_ms_p50=_last(inference),
+                obs_to_chunk_ms_p50=_last(latency),
+                command_rate_hz=_last(rates),
+                jitter_ms_p99=_last(jitter),
+            )
+        )
+    return results, True
+
+
+def _last(values: list[float]) -> float:
+    return float(values[-1]) if values else float("nan")
+
+
+def _report(
+    results: list[EpisodeResult], args: argparse.Namespace, task: str, codes: dict, frames: list[np.ndarray]
+) -> None:
+    print(f"\n{task}: {sum(r.success for r in results)}/{len(results)} successful")
+    header = (
+        "episode",
+        "success",
+        "steps",
+        "reward",
+        "sim s",
+        "wall s",
+        "chunks",
+        "commands",
+        "infer ms",
+        "obs->chunk ms",
+        "cmd Hz",
+        "jitter p99 ms",
+    )
+    print("  " + "  ".join(f"{h:>9}" for h in header))
+    for r in results:
+        row = (
+            r.episode,
+            "yes" if r.success else "no",
+            r.steps,
+            f"{r.reward:.0f}",
+            f"{r.sim_seconds:.1f}",
+            f"{r.wall_seconds:.1f}",
+            r.chunks,
+            r.commands,
+            f"{r.inference_ms_p50:.1f}",
+            f"{r.obs_to_chunk_ms_p50:.1f}",
+            f"{r.command_rate_hz:.1f}",
+            f"{r.jitter_ms_p99:.2f}",
+        )
+        print("  " + "  ".join(f"{v!s:>9}" for v in row))
+    if results:
+        sim, wall = sum(r.sim_seconds for r in results), sum(r.wall_seconds for r in results)
+        print(f"  sim speed: {sim / wall:.2f}x real time ({sum(r.steps for r in results) / wall:.1f} steps/s)")
+    print(f"  node exit codes: {codes}")
+    report = {
+        "task": task,
+        "policy": args.policy,
+        "success_rate": (sum(r.success for r in results) / len(results)) if results else 0.0,
+        "episodes": [dataclasses.asdict(r) for r in results],
+        "exit_codes": codes,
+    }
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"  report: {args.out / 'report.json'}")
+    if frames:
+        strip = cv2.cvtColor(np.concatenate(frames, axis=1), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(args.out / "camera_strip.png"), strip)
+        print(f"  camera strip ({len(frames)} frames, 1 s of sim time apart): {args.out / 'camera_strip.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
