@@ -25,7 +25,6 @@ from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import chunk_to_array, from_time, make_action_chunk, to_time
 
 pytestmark = pytest.mark.ros
-DISCOVERY_TIMEOUT = 20.0
 
 
 def _start(spawn: object, graph: list[NodeSpec]) -> None:

@@ -29,7 +29,7 @@ from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
 from openpi_ros.graphs import NodeSpec
 from openpi_ros.images import rgb_to_image_fields
 from openpi_ros.robots import ROBOTS
-from openpi_ros.ros_util import apply_large_data_profile, from_time, make_action_chunk, to_time
+from openpi_ros.ros_util import apply_large_data_profile, from_time, make_action_chunk, stop_processes, to_time
 
 NS = 1_000_000_000
 
@@ -54,15 +54,6 @@ def _spin_for(executor: SingleThreadedExecutor, seconds: float, tick: object = N
 
 def _start(spec: NodeSpec) -> subprocess.Popen:
     return subprocess.Popen(spec.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(2)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def bench_policy_node(node: Node, executor: SingleThreadedExecutor, seconds: float) -> dict[str, float]:
@@ -120,7 +111,7 @@ def bench_policy_node(node: Node, executor: SingleThreadedExecutor, seconds: flo
         _spin_for(executor, seconds, publish)
         cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
     finally:
-        _stop(proc)
+        stop_processes([proc])
     return {
         "chunks": len(samples),
         "chunk_rate_hz": len(samples) / seconds,
@@ -184,7 +175,7 @@ def bench_executor(node: Node, executor: SingleThreadedExecutor, seconds: float)
         _spin_for(executor, seconds, publish)
         cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
     finally:
-        _stop(proc)
+        stop_processes([proc])
     periods = np.diff(np.asarray(arrivals)) / 1e6
     deviation = np.abs(periods - 20.0)
     inside = [s for s in statuses if s.jitter_p50 == s.jitter_p50]  # skip NaN (window not filled yet)

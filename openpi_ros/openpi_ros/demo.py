@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image, JointState
 
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_ros.graphs import NodeSpec, demo_graph
-from openpi_ros.ros_util import SENSOR_QOS, chunk_to_array, from_time, stop_on_signals
+from openpi_ros.ros_util import SENSOR_QOS, chunk_to_array, from_time, stop_on_signals, stop_processes
 
 STATE_NAMES = {0: "UNCONFIGURED", 1: "WAITING", 2: "RUNNING", 3: "STALE_INPUT", 4: "INVALID_INPUT", 5: "ERROR"}
 
@@ -105,20 +105,6 @@ def _start(graph: list[NodeSpec], env: dict[str, str]) -> list[subprocess.Popen]
     return [subprocess.Popen(spec.command(), env=env) for spec in graph]
 
 
-def _stop(procs: list[subprocess.Popen], timeout: float = 10.0) -> list[int]:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout=timeout))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes.append(proc.wait())
-    return codes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to run after the first chunk")
@@ -177,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 if first_chunk is not None and now - first_chunk >= args.duration:
                     break
         finally:
-            codes = _stop(procs)
+            codes = stop_processes(procs)
             monitor.destroy_node()
             rclpy.try_shutdown()
 

@@ -20,6 +20,7 @@ A chunk is published only from a complete, fresh, valid observation, and only wh
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from functools import partial
@@ -173,15 +174,12 @@ class PolicyNode(LifecycleNode):
         if len(topics) != len(cameras):
             raise ValueError(f"parameter 'camera_topics': {len(topics)} topics for {len(cameras)} cameras")
         joint_topics = tuple(optional_list(self, "joint_state_topics")) or base.joint_state_topics
-        robot = RobotProfile(
-            name=base.name,
+        robot = dataclasses.replace(
+            base,
             cameras=cameras,
             camera_topics=topics,
             joint_names=tuple(strings["joint_names"]) or base.joint_names,
             joint_state_topics=joint_topics,
-            action_names=base.action_names,
-            control_rate=base.control_rate,
-            layout=base.layout,
         )
         compressed = set(optional_list(self, "compressed_cameras"))
         unknown = compressed - set(cameras)

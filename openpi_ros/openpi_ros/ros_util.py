@@ -7,6 +7,7 @@ import faulthandler
 import logging
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "optional_list",
     "run_node",
     "stop_on_signals",
+    "stop_processes",
     "to_time",
 ]
 
@@ -66,6 +68,22 @@ def apply_large_data_profile() -> bool:
         return False
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LARGE_DATA_PROFILE)
     return True
+
+
+def stop_processes(procs: Sequence[subprocess.Popen], timeout: float = 10.0) -> list[int]:
+    """SIGINT every running node process (as Ctrl-C would), wait up to `timeout` s each, kill stragglers; returns
+    the exit codes in order."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes.append(proc.wait())
+    return codes
 
 
 def optional_list(node: Node, name: str) -> list:

@@ -38,7 +38,7 @@ from openpi_msgs.srv import ResetEpisode
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
 from openpi_ros.images import image_to_rgb
 from openpi_ros.robots import ROBOTS
-from openpi_ros.ros_util import apply_large_data_profile, stop_on_signals
+from openpi_ros.ros_util import apply_large_data_profile, stop_on_signals, stop_processes
 
 SMALL_CONFIGS = {"aloha": "pi0_aloha_sim", "libero": "pi0_libero"}
 DEFAULT_TASKS = {"aloha": "AlohaTransferCube-v0", "libero": "libero_spatial/0"}
@@ -109,20 +109,6 @@ def _start(graph: list[NodeSpec], env: dict[str, str], log_dir: Path) -> list[su
         log = open(log_dir / f"{spec.name}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(subprocess.Popen(spec.command(), env=env, stdout=log, stderr=subprocess.STDOUT))
     return procs
-
-
-def _stop(procs: list[subprocess.Popen]) -> list[int]:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout=15))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes.append(proc.wait())
-    return codes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -205,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results, ok = _run_episodes(monitor, procs, graph, args, stop)
         finally:
-            codes = _stop(procs)
+            codes = stop_processes(procs, timeout=15.0)
             frames = list(monitor.frames)
             monitor.destroy_node()
             rclpy.try_shutdown()
@@ -239,6 +225,7 @@ def _run_episodes(
             print("error: the sim bridge did not come up within 120 s", file=sys.stderr)
             return [], False
     results = []
+    dt = 0.02 if args.sim == "aloha" else 0.05  # the sims' control periods
     for index in range(args.episodes):
         future = monitor.reset.call_async(ResetEpisode.Request(seed=index))
         while not future.done():
@@ -252,7 +239,6 @@ def _run_episodes(
         print(f"episode {index}: {reply.message}", flush=True)
         commands0 = monitor.counts["commands"]
         start, next_print = time.monotonic(), 0.0
-        inference, latency, rates, jitter, chunks = [], [], [], [], 0
         while True:
             if not spin(0.05):
                 return results, False
@@ -260,22 +246,16 @@ def _run_episodes(
             if ep is None or ep.episode != target:
                 continue
             now = time.monotonic()
-            if monitor.policy_status is not None and monitor.policy_status.published_chunks:
-                inference.append(monitor.policy_status.inference_p50 * 1e3)
-                latency.append(monitor.policy_status.latency_p50 * 1e3)
-                chunks = int(monitor.policy_status.published_chunks)
-            if monitor.executor_status is not None and monitor.executor_status.commands_published:
-                rates.append(monitor.executor_status.command_rate)
-                jitter.append(monitor.executor_status.jitter_p99 * 1e3)
+            figures = _figures(monitor)
             if now >= next_print:
                 next_print = now + 2.0
-                sim_t = ep.step * (0.02 if args.sim == "aloha" else 0.05)
                 print(
                     f"  step {ep.step:4d}/{args.max_steps}  reward {ep.reward:.0f}/{ep.max_reward:.0f}"
-                    f"  sim {sim_t:5.1f} s in {now - start:5.1f} s wall"
-                    f"  chunks {chunks:4d}  infer p50 {_last(inference):7.1f} ms"
-                    f"  obs->chunk p50 {_last(latency):7.1f} ms"
-                    f"  commands {monitor.counts['commands'] - commands0:5d} ({_last(rates):4.1f} Hz sim)",
+                    f"  sim {ep.step * dt:5.1f} s in {now - start:5.1f} s wall"
+                    f"  chunks {figures['chunks']:4d}  infer p50 {figures['inference_ms_p50']:7.1f} ms"
+                    f"  obs->chunk p50 {figures['obs_to_chunk_ms_p50']:7.1f} ms"
+                    f"  commands {monitor.counts['commands'] - commands0:5d}"
+                    f" ({figures['command_rate_hz']:4.1f} Hz sim)",
                     flush=True,
                 )
             if ep.done:
@@ -283,7 +263,6 @@ def _run_episodes(
             if now - start > args.episode_timeout:
                 print(f"error: episode {index} did not finish within {args.episode_timeout} s", file=sys.stderr)
                 return results, False
-        dt = 0.02 if args.sim == "aloha" else 0.05
         results.append(
             EpisodeResult(
                 episode=index,
@@ -293,19 +272,26 @@ def _run_episodes(
                 reward=float(ep.reward),
                 sim_seconds=ep.step * dt,
                 wall_seconds=time.monotonic() - start,
-                chunks=chunks,
                 commands=monitor.counts["commands"] - commands0,
-                inference_ms_p50=_last(inference),
-                obs_to_chunk_ms_p50=_last(latency),
-                command_rate_hz=_last(rates),
-                jitter_ms_p99=_last(jitter),
+                **_figures(monitor),
             )
         )
     return results, True
 
 
-def _last(values: list[float]) -> float:
-    return float(values[-1]) if values else float("nan")
+def _figures(monitor: Monitor) -> dict:
+    """The policy node's and executor's latest reported figures (NaN until they have produced anything)."""
+    nan = float("nan")
+    policy, executor = monitor.policy_status, monitor.executor_status
+    running = policy is not None and policy.published_chunks > 0
+    executing = executor is not None and executor.commands_published > 0
+    return {
+        "chunks": int(policy.published_chunks) if running else 0,
+        "inference_ms_p50": policy.inference_p50 * 1e3 if running else nan,
+        "obs_to_chunk_ms_p50": policy.latency_p50 * 1e3 if running else nan,
+        "command_rate_hz": executor.command_rate if executing else nan,
+        "jitter_ms_p99": executor.jitter_p99 * 1e3 if executing else nan,
+    }
 
 
 def _report(
