@@ -33,6 +33,7 @@ setup(
             "policy_node = openpi_ros.policy_node:main",
             "sim_bridge = openpi_ros.sim_bridge_node:main",
             "chunk_executor = openpi_ros.chunk_executor_node:main",
+            "recorder = openpi_ros.recorder_node:main",
             "openpi_ros_demo = openpi_ros.demo:main",
         ],
     },

@@ -1,7 +1,9 @@
-"""Compute a config's norm stats over its dataset: `python training/compute_norm_stats.py <config> [--max-frames N]`.
+"""Compute a config's norm stats over its dataset.
 
-Writes `<assets_base_dir>/<config>/<asset_id>/norm_stats.json` (openpi's format), which training and
-`create_trained_policy` read.
+`python training/compute_norm_stats.py <config> [--max-frames N] [--stats-batch-size B] [--field value ...]`:
+the config overrides are train.py's (e.g. `--data.root /data/my_demos --assets-base-dir ./assets`), so the stats
+land where the same train.py command reads them. Writes `<assets_base_dir>/<config>/<asset_id>/norm_stats.json`
+(openpi's format), which training and `create_trained_policy` read.
 """
 
 from __future__ import annotations
@@ -51,18 +53,20 @@ def compute(
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("openpi_core").setLevel(logging.INFO)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="a config name (see training/train.py --help)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--max-frames", type=int, help="use a random subset of this many frames")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--assets-base-dir", help="override the config's assets_base_dir")
-    args = parser.parse_args(argv)
-    config = _config.get_config(args.config)
-    if args.assets_base_dir:
-        import dataclasses  # noqa: PLC0415
-
-        config = dataclasses.replace(config, assets_base_dir=args.assets_base_dir)
-    compute(config, max_frames=args.max_frames, batch_size=args.batch_size)
+    parser.add_argument("--stats-batch-size", type=int, default=32, help="frames per batch while reading")
+    args, rest = parser.parse_known_args(argv)
+    if not rest or rest[0].startswith("-"):
+        parser.error("the first argument is a config name (see training/train.py --help)")
+    config = _config.cli(rest)  # the config and train.py's overrides
+    try:
+        compute(config, max_frames=args.max_frames, batch_size=args.stats_batch_size)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
