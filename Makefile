@@ -13,6 +13,7 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint docker/*.Dockerfile
 
 format: setup
 	$(VENV)/bin/ruff format .
