@@ -159,21 +159,17 @@ def test_server_image_install_covers_what_serving_a_checkpoint_imports(tmp_path:
 
 def _debug_aloha_checkpoint(tmp: Path) -> Path:
     """A random-weight `debug_aloha` checkpoint, and the tokenizer where the download cache would hold it."""
-    import jax  # noqa: PLC0415
-    from flax import nnx  # noqa: PLC0415
+    from helpers.policies import write_random_checkpoint  # noqa: PLC0415
 
     from openpi_core import download, normalize  # noqa: PLC0415
-    from openpi_core.models import model as _model  # noqa: PLC0415
     from openpi_core.models import tokenizer as _tokenizer  # noqa: PLC0415
     from openpi_core.training import config as _config  # noqa: PLC0415
 
     config = _config.get_config("debug_aloha")
     checkpoint = tmp / "checkpoint"
     if not checkpoint.exists():
-        params = nnx.to_pure_dict(nnx.state(config.model.create(jax.random.key(0)), nnx.Param))
-        _model.save_params(checkpoint / "params", params)
         stats = {key: normalize.NormStats(mean=np.zeros(14), std=np.ones(14)) for key in ("state", "actions")}
-        normalize.save(checkpoint / "assets" / config.data.repo_id, stats)
+        write_random_checkpoint(config, checkpoint, config.data.repo_id, stats)
     old = os.environ.get("OPENPI_DATA_HOME")
     os.environ["OPENPI_DATA_HOME"] = str(tmp / "cache")
     try:

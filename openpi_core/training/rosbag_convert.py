@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import multiprocessing
@@ -51,6 +52,7 @@ NS = 1_000_000_000
 TASK_KEY = "openpi.task"  # bag metadata custom_data written by openpi_ros's recorder
 REPORT_NAME = "conversion_report.json"
 ENCODER_QUEUE = 32  # frames per camera waiting for the video encoder (480x640: about 30 MB)
+HEADER_TYPES = IMAGE_TYPES + JOINT_TYPES  # types whose first field is std_msgs/Header
 
 
 class ConversionError(Exception):
@@ -92,7 +94,9 @@ class Stream:
     shape: tuple[int, ...] | None = None  # cameras: (H, W, 3) of the first image
     header_zero: bool = False  # header stamps were all zero: log time used instead
 
+    @functools.cached_property
     def times(self) -> np.ndarray:
+        """`stamps` as int64 ns; read only once indexing is complete."""
         return np.asarray(self.stamps, dtype=np.int64)
 
 
@@ -127,7 +131,7 @@ def _joint_values(msg: Any, spec: StreamSpec, stream: Stream, cache: dict) -> np
         raise ValueError(f"{spec.field} has {len(values)} values for {len(names)} joint names")
     wanted = spec.joints or stream.names
     if wanted is None:  # no joints in the mapping: the first message's names define the order
-        stream.names = wanted = names
+        wanted = names
     elif spec.joints is None and set(names) != set(wanted):
         raise ValueError(f"joint names {list(names)} differ from this topic's earlier messages {list(wanted)}")
     stream.names = tuple(wanted)
@@ -152,7 +156,6 @@ def _array_values(msg: Any, spec: StreamSpec) -> np.ndarray:
 @dataclasses.dataclass
 class BagIndex:
     path: Path
-    is2: bool
     task: str | None  # from the bag's metadata
     streams: dict[str, Stream]
     markers: list[tuple[int, bool, str | None]]  # (time, start?, task)
@@ -214,8 +217,7 @@ def _index(reader: Any, path: Path, mapping: Mapping) -> BagIndex:
             )
         streams[topic] = Stream(topic, msgtype)
 
-    custom = _custom_data(path) if reader.is2 else {}
-    task = (custom or {}).get(TASK_KEY) or None
+    task = (_custom_data(path).get(TASK_KEY) or None) if reader.is2 else None
     markers: list[tuple[int, bool, str | None]] = []
     caches: dict[str, dict] = {topic: {} for topic in roles}
     use_header = mapping.timestamps == "header"
@@ -232,8 +234,7 @@ def _index(reader: Any, path: Path, mapping: Mapping) -> BagIndex:
                 msg = reader.deserialize(raw, connection.msgtype)
                 markers.append(_marker(msg, log_ns))
                 continue
-            has_header = stream.msgtype in IMAGE_TYPES + JOINT_TYPES
-            stamp = _header_stamp(raw, reader.is2) if (use_header and has_header) else log_ns
+            stamp = _header_stamp(raw, reader.is2) if (use_header and stream.msgtype in HEADER_TYPES) else log_ns
             stream.stamps.append(stamp)
             stream.log_stamps.append(log_ns)
             if role == "camera":
@@ -257,10 +258,9 @@ def _index(reader: Any, path: Path, mapping: Mapping) -> BagIndex:
             continue
         if not stream.stamps:
             raise ConversionError(path, "no messages", topic=topic)
-        times = stream.times()
-        if use_header and stream.msgtype in IMAGE_TYPES + JOINT_TYPES and not times.any():
-            stream.stamps, stream.header_zero = list(stream.log_stamps), True
-            times = stream.times()
+        if use_header and stream.msgtype in HEADER_TYPES and not any(stream.stamps):
+            stream.stamps, stream.header_zero = stream.log_stamps, True
+        times = stream.times
         backwards = np.flatnonzero(np.diff(times) < 0)
         if backwards.size:
             i = int(backwards[0])
@@ -271,7 +271,7 @@ def _index(reader: Any, path: Path, mapping: Mapping) -> BagIndex:
                 topic=topic,
                 stamp_ns=int(times[i + 1]),
             )
-    return BagIndex(path, reader.is2, task, streams, markers, reader.duration / NS)
+    return BagIndex(path, task, streams, markers, reader.duration / NS)
 
 
 def _custom_data(path: Path) -> dict:
@@ -345,9 +345,8 @@ class Plan:
 
 def _stale_mask(index: BagIndex, mapping: Mapping, times: np.ndarray, picks: dict[str, np.ndarray]) -> np.ndarray:
     fresh = np.ones(len(times), dtype=bool)
-    specs = list(mapping.cameras.values()) + list(mapping.state) + list(mapping.action)
-    for spec in specs:
-        stamps = index.streams[spec.topic].times()
+    for spec in mapping.streams:
+        stamps = index.streams[spec.topic].times
         pick = picks[spec.topic]
         ok = pick >= 0
         age = np.where(ok, times - stamps[np.maximum(pick, 0)], np.iinfo(np.int64).max)
@@ -362,21 +361,22 @@ def _runs(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def plan_bag(index: BagIndex, mapping: Mapping) -> Plan:
-    streams = [index.streams[spec.topic] for spec in _specs(mapping)]
-    start = max(int(s.times()[0]) for s in streams)
-    end = min(int(s.times()[-1]) for s in streams)  # no frame past any stream's last message
+    streams = [index.streams[spec.topic] for spec in mapping.streams]
+    start = max(int(s.times[0]) for s in streams)
+    end = min(int(s.times[-1]) for s in streams)  # no frame past any stream's last message
     period = NS / mapping.fps
     count = int((end - start) // period) + 1 if end >= start else 0
     times = start + np.round(np.arange(count) * period).astype(np.int64)
-    picks = {s.topic: np.searchsorted(s.times(), times, side="right") - 1 for s in streams}
+    picks = {s.topic: np.searchsorted(s.times, times, side="right") - 1 for s in streams}
     fresh = _stale_mask(index, mapping, times, picks)
     windows = _marker_windows(index) if mapping.split == "markers" else [(int(times[0]) if count else 0, None, None)]
     episodes: list[tuple[np.ndarray, str]] = []
     short = 0
+    window_mask = np.zeros(len(times), dtype=bool)  # grid frames inside some episode window
     for window_start, window_end, marker_task in windows:
-        inside = fresh & (times >= window_start)
-        if window_end is not None:
-            inside &= times < window_end
+        in_window = (times >= window_start) & (True if window_end is None else times < window_end)
+        window_mask |= in_window
+        inside = fresh & in_window
         task = marker_task or index.task or mapping.task
         if not task:
             raise ConversionError(
@@ -388,15 +388,8 @@ def plan_bag(index: BagIndex, mapping: Mapping) -> Plan:
                 short += 1
                 continue
             episodes.append((frames, task))
-    window_mask = np.zeros(len(times), dtype=bool)
-    for window_start, window_end, _ in windows:
-        window_mask |= (times >= window_start) & (True if window_end is None else times < window_end)
     stale = int((window_mask & ~fresh).sum())
     return Plan(times, picks, episodes, stale, short)
-
-
-def _specs(mapping: Mapping) -> list[StreamSpec]:
-    return [*mapping.cameras.values(), *mapping.state, *mapping.action]
 
 
 def _marker_windows(index: BagIndex) -> list[tuple[int, int | None, str | None]]:
@@ -420,14 +413,14 @@ def _marker_windows(index: BagIndex) -> list[tuple[int, int | None, str | None]]
 def _topic_report(
     stream: Stream, plan: Plan, pick: np.ndarray, *, state: Stream, state_pick: np.ndarray, kept: np.ndarray
 ) -> TopicReport:
-    stamps = stream.times()
+    stamps = stream.times
     intervals = np.diff(stamps) / NS
     median = float(np.median(intervals)) if intervals.size else 0.0
     gaps = int((intervals > 2.5 * median).sum()) if median > 0 else 0
     dropped = int(np.maximum(np.round(intervals[intervals > 1.5 * median] / median) - 1, 0).sum()) if median > 0 else 0
     if kept.size:
         age = (plan.times[kept] - stamps[pick[kept]]) / 1e6
-        skew = (stamps[pick[kept]] - state.times()[state_pick[kept]]) / 1e6
+        skew = (stamps[pick[kept]] - state.times[state_pick[kept]]) / 1e6
         p50, worst, skew50 = float(np.median(age)), float(age.max()), float(np.median(skew))
     else:
         p50 = worst = skew50 = float("nan")
@@ -504,7 +497,7 @@ def convert_bag(
     )
     kept = np.concatenate([frames for frames, _ in plan.episodes]) if plan.episodes else np.zeros(0, dtype=np.int64)
     state0 = index.streams[mapping.state[0].topic]
-    for spec in _specs(mapping):
+    for spec in mapping.streams:
         report.topics[spec.topic] = _topic_report(
             index.streams[spec.topic],
             plan,
@@ -728,6 +721,9 @@ class ConversionResult:
     frames: int
     seconds: float
 
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1, default=float))
+
     def to_json(self) -> dict:
         return {
             "output": str(self.output),
@@ -793,7 +789,7 @@ def convert(
             frames=sum(r.frames for r in good),
             seconds=time.perf_counter() - begin,
         )
-        (dataset / REPORT_NAME).write_text(json.dumps(result.to_json(), indent=1, default=float))
+        result.write_json(dataset / REPORT_NAME)
         if output.exists():  # --overwrite: the old dataset goes only once the new one is complete
             shutil.rmtree(output)
         dataset.rename(output)
@@ -922,7 +918,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_report(result))
     if args.report:
-        Path(args.report).write_text(json.dumps(result.to_json(), indent=1, default=float))
+        result.write_json(Path(args.report))
     return 0
 
 

@@ -77,11 +77,13 @@ class Mapping:
         return self.max_staleness if spec.max_staleness is None else spec.max_staleness
 
     @property
-    def topics(self) -> list[str]:
-        """Every topic the conversion reads."""
-        topics = [s.topic for s in self.cameras.values()] + [s.topic for s in self.state]
-        topics += [s.topic for s in self.action]
-        return topics + ([self.marker_topic] if self.marker_topic else [])
+    def streams(self) -> list[StreamSpec]:
+        """Every stream resampled onto the frame grid: cameras, state, then action topics (markers are not)."""
+        return [*self.cameras.values(), *self.state, *self.action]
+
+
+def _absolute(topic: str) -> str:
+    return topic if topic.startswith("/") else "/" + topic
 
 
 def _check_keys(where: str, data: dict, allowed: set[str]) -> None:
@@ -116,9 +118,8 @@ def _stream(where: str, data: Any, *, kind: str) -> StreamSpec:
     staleness = data.get("max_staleness")
     if staleness is not None and not (isinstance(staleness, int | float) and staleness > 0):
         raise MappingError(f"{where}.max_staleness: expected seconds > 0, got {staleness!r}")
-    topic = data["topic"] if data["topic"].startswith("/") else "/" + data["topic"]
     return StreamSpec(
-        topic=topic,
+        topic=_absolute(data["topic"]),
         joints=tuple(joints) if joints is not None else None,
         field=field,
         indices=tuple(indices) if indices is not None else None,
@@ -174,8 +175,8 @@ def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
     marker = episodes.get("marker_topic")
     if marker is not None and (not isinstance(marker, str) or not marker):
         raise MappingError(f"{source}.episodes.marker_topic: expected a topic name, got {marker!r}")
-    if marker and not marker.startswith("/"):
-        marker = "/" + marker
+    if marker:
+        marker = _absolute(marker)
     if split == "markers" and not marker:
         raise MappingError(f"{source}.episodes.marker_topic: required when split is 'markers'")
     timestamps = data.get("timestamps", "header")

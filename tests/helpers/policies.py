@@ -15,7 +15,7 @@ from openpi_core.models import model as _model
 from openpi_core.training import config as _config
 from openpi_core.training.configs import libero
 
-__all__ = ["HORIZON", "libero_observation", "make_tiny_libero_checkpoint"]
+__all__ = ["HORIZON", "libero_observation", "make_tiny_libero_checkpoint", "write_random_checkpoint"]
 
 HORIZON = 5
 
@@ -34,15 +34,23 @@ def make_tiny_libero_checkpoint(tmp: Path, *, horizon: int = HORIZON) -> tuple[_
         ),
         assets_base_dir=str(tmp / "assets"),
     )
-    checkpoint = tmp / "checkpoint"
-    params = nnx.to_pure_dict(nnx.state(config.model.create(jax.random.key(0)), nnx.Param))
-    _model.save_params(checkpoint / "params", params)
     stats = {
         "state": normalize.NormStats(mean=np.zeros(8), std=np.ones(8)),
         "actions": normalize.NormStats(mean=np.full(7, 2.0), std=np.full(7, 1e-6)),
     }
-    normalize.save(checkpoint / "assets" / "physical-intelligence/libero", stats)
+    checkpoint = write_random_checkpoint(config, tmp / "checkpoint", "physical-intelligence/libero", stats)
     return config, checkpoint
+
+
+def write_random_checkpoint(
+    config: _config.TrainConfig, checkpoint: Path, asset_id: str, stats: dict[str, normalize.NormStats]
+) -> Path:
+    """An openpi-layout checkpoint folder: `config.model`'s random initial weights in `params/` and `stats` as
+    `assets/<asset_id>/norm_stats.json`."""
+    params = nnx.to_pure_dict(nnx.state(config.model.create(jax.random.key(0)), nnx.Param))
+    _model.save_params(checkpoint / "params", params)
+    normalize.save(checkpoint / "assets" / asset_id, stats)
+    return checkpoint
 
 
 def libero_observation(seed: int) -> dict:
