@@ -12,9 +12,9 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
+from openpi_core.images import resize_with_pad
 from openpi_core.normalize import NormStats
 
 DataDict = dict[str, Any]
@@ -203,30 +203,10 @@ class Unnormalize:
         return apply_tree(data, self.norm_stats, fn, strict=True)
 
 
-def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an [h, w, c] (or [*b, h, w, c]) uint8/float image keeping its aspect ratio, pad with black."""
-    image = np.asarray(image)
-    if image.ndim > 3:
-        return np.stack([resize_with_pad(i, height, width) for i in image.reshape(-1, *image.shape[-3:])]).reshape(
-            *image.shape[:-3], height, width, image.shape[-1]
-        )
-    cur_h, cur_w = image.shape[:2]
-    if (cur_h, cur_w) == (height, width):
-        return image
-    ratio = max(cur_w / width, cur_h / height)
-    new_h, new_w = int(cur_h / ratio), int(cur_w / ratio)
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    if resized.ndim == 2:
-        resized = resized[..., None]
-    fill = 0 if image.dtype == np.uint8 else -1.0
-    out = np.full((height, width, image.shape[2]), fill, dtype=image.dtype)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    out[top : top + new_h, left : left + new_w] = resized
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class ResizeImages:
+    """openpi's ResizeImages: every camera through `openpi_core.images.resize_with_pad` (Pillow BILINEAR)."""
+
     height: int
     width: int
 

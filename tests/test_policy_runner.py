@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from openpi_core.errors import InvalidObservationError
 from openpi_core.policies import HoldPositionPolicy, PolicyClient
 from openpi_ros.observation import AssemblerConfig, ObservationAssembler, ObservationRejected, RejectReason
-from openpi_ros.policy_runner import PolicyRunner, Status
+from openpi_ros.policy_runner import InferenceWorker, PolicyRunner, Status
 
 S = 1_000_000_000  # ns per s
 CAMS = ("cam_high", "cam_wrist")
@@ -165,3 +167,44 @@ def test_hold_policy_validates_state():
             policy.infer(obs)
     with pytest.raises(ValueError, match="horizon"):
         HoldPositionPolicy(horizon=0)
+
+
+def test_runner_resumes_after_the_clock_jumps_back():
+    """Finding 4: after a backwards jump (sim reset, bag loop) every observation was "not newer than the last
+    chunk" until the clock caught up; the buffered inputs, stamped in the future now, are dropped too."""
+    asm = make_assembler()
+    runner = PolicyRunner(asm, HoldPositionPolicy(horizon=2))
+    feed(asm, 100 * S)
+    assert runner.step(100 * S) is not None
+    assert runner.step(20 * S) is None  # jumped back 80 s: the old inputs are gone, nothing is assembled from them
+    assert runner.status == Status.WAITING
+    feed(asm, 20 * S)
+    chunk = runner.step(20 * S)
+    assert chunk is not None
+    assert chunk.stamp_ns == 20 * S
+
+
+def test_inference_worker_runs_one_observation_at_a_time():
+    release = threading.Event()
+
+    class Slow(HoldPositionPolicy):
+        def infer(self, obs: dict) -> dict:
+            release.wait(10)
+            return super().infer(obs)
+
+    asm = make_assembler()
+    runner = PolicyRunner(asm, Slow(horizon=2))
+    results: list[tuple[int, int]] = []
+    done = threading.Event()
+    worker = InferenceWorker(
+        runner, lambda chunk, generation: (results.append((chunk.sequence, generation)), done.set())
+    )
+    feed(asm, S)
+    assert worker.submit(runner.observe(S), generation=7)
+    feed(asm, 2 * S)
+    assert worker.busy
+    assert not worker.submit(runner.observe(2 * S), generation=7)  # busy: refused, not queued
+    release.set()
+    assert done.wait(10)
+    assert results == [(0, 7)]
+    assert worker.close(timeout=5)

@@ -7,6 +7,7 @@ where `ros2 launch` exists, `openpi_ros/test/test_launch_*.py` start them throug
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import cv2
@@ -54,10 +55,9 @@ def test_aloha_graph_commands_arrive_at_the_control_rate(ros_context: object, sp
         assert np.all(np.isfinite(position))
         assert np.all(position >= lower - 1e-9)
         assert np.all(position <= upper + 1e-9)
-    # The hold policy repeats the measured joints: commands follow the synthetic robot's slow sine waves (its
-    # grippers swing below 0, so those are held at the gripper's lower limit 0).
+    # The hold policy repeats the measured joints: commands follow the synthetic robot's slow sine waves.
     last_cmd = np.array(commands[-1].position)
-    last_joints = np.clip(np.array(measured[-1].position), lower, upper)
+    last_joints = np.array(measured[-1].position)
     assert np.max(np.abs(last_cmd - last_joints)) < 0.15
     steps = np.abs(np.diff([np.array(m.position) for m in commands[start:]], axis=0))
     assert steps.max() < 3.0 * 0.04 + 1e-6  # never more than max_velocity x two control periods
@@ -112,6 +112,7 @@ def test_executor_limits_watchdog_and_estop(ros_context: object, spawn: object) 
         lambda: chunk_pub.get_subscription_count() > 0 and joints_pub.get_subscription_count() > 0 and statuses,
         "the executor",
     )
+    probe.spin(0.1)  # stamps after the executor's start
     sequence = iter(range(1000))
 
     def send(actions: np.ndarray, names_: list[str] = names) -> None:
@@ -123,13 +124,19 @@ def test_executor_limits_watchdog_and_estop(ros_context: object, spawn: object) 
     assert commands == []
     assert statuses[-1].state == ExecutorStatus.STATE_WAITING_FOR_STATE
 
-    # Measured at 0: the target 3.0 is clipped to the limit 1.0 and approached at <= 0.05 per tick.
-    joints_pub.publish(JointState(name=names, position=[0.0, 0.0]))
+    # Measured at 0 (the robot publishes its joints at 50 Hz): the target 3.0 is clipped to the limit 1.0 and
+    # approached at <= 0.05 per tick.
+    measured = [0.0, 0.0]
+
+    def joints() -> None:
+        joints_pub.publish(JointState(name=names, position=measured))
 
     def feed() -> None:
+        joints()
         if probe.now() % 200_000_000 < 20_000_000:  # a fresh chunk about every 0.2 s
             send(np.full((50, 2), 3.0))
 
+    probe.spin(0.3, every=joints)
     probe.spin(1.2, every=feed)
     values = np.array([m.position for m in commands])
     assert len(values) > 20
@@ -137,13 +144,14 @@ def test_executor_limits_watchdog_and_estop(ros_context: object, spawn: object) 
     assert np.abs(np.diff(values, axis=0)).max() <= 0.1 + 1e-9  # <= max_velocity * 2 periods (late ticks)
     assert values[0].max() <= 0.05 + 1e-9
     np.testing.assert_allclose(values[-1], [1.0, 1.0])
+    measured = [1.0, 1.0]
 
     # A NaN chunk and a chunk for other joints: rejected, the executor holds what it had.
     before = len(commands)
     send(np.full((50, 2), np.nan))
-    probe.spin(0.15)
+    probe.spin(0.15, every=joints)
     send(np.zeros((50, 2)), ["x", "y"])
-    probe.spin(0.6)
+    probe.spin(0.6, every=joints)
     assert all(np.allclose(m.position, [1.0, 1.0]) for m in commands[before:])
     assert statuses[-1].chunks_rejected >= 2
     assert any("NaN" in s.message for s in statuses) or any("no column" in s.message for s in statuses)
@@ -151,19 +159,17 @@ def test_executor_limits_watchdog_and_estop(ros_context: object, spawn: object) 
 
     # E-stop: nothing at all is published, and after release only a new chunk moves the arm.
     estop_pub.publish(Bool(data=True))
-    probe.spin(0.3)
+    probe.spin(0.3, every=joints)
     engaged = len(commands)
     send(np.full((50, 2), -1.0))
-    probe.spin(0.5)
+    probe.spin(0.5, every=joints)
     assert len(commands) == engaged
     assert statuses[-1].state == ExecutorStatus.STATE_ESTOP
     estop_pub.publish(Bool(data=False))
-    probe.spin(0.5)
+    probe.spin(0.5, every=joints)
     assert len(commands) == engaged  # released, but no chunk since
-    joints_pub.publish(JointState(name=names, position=[1.0, 1.0]))
-    probe.spin(0.1)
     send(np.full((50, 2), -1.0))
-    probe.spin(0.3)
+    probe.spin(0.3, every=joints)
     assert len(commands) > engaged
     after = np.array([m.position for m in commands[engaged:]])
     assert after[0].min() >= 1.0 - 0.05 - 1e-9  # ramps from the measured position, no jump
@@ -369,3 +375,59 @@ def test_libero_graph_with_a_remote_policy_server(
         probe.close()
     finally:
         server.stop()
+
+
+class _HangingPolicy:
+    """Answers with the state, except that the first call hangs until released (a wedged server)."""
+
+    metadata: dict = {}  # noqa: RUF012
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def reset(self) -> None:
+        pass
+
+    def infer(self, obs: dict) -> dict:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            self.release.wait(30)
+        return {"actions": np.tile(np.asarray(obs["state"], np.float32), (4, 1))}
+
+
+def test_policy_node_deactivates_at_once_while_inference_hangs(ros_context: object, spawn: object) -> None:
+    """Finding 11: the node used to run inference on its only thread, so a deactivate waited for a hung server
+    (up to 30-60 s with reconnects). Now inference runs on a worker: the transition returns within 1 s, and the
+    answer that finally comes back is not published."""
+    from openpi_core.serving.server import PolicyServer, ServerConfig  # noqa: PLC0415
+
+    policy = _HangingPolicy()
+    with PolicyServer(policy, ServerConfig(port=0)) as server:
+        spawn(_policy_spec("pn_hang", policy="remote", server_url=f"ws://127.0.0.1:{server.port}").command())
+        probe = PolicyProbe(ros_context, "pn_hang")
+        probe.wait(lambda: probe.arm_b.get_subscription_count() > 0 and probe.statuses, "the policy node")
+        deadline = time.monotonic() + 20
+        while not policy.entered.is_set() and time.monotonic() < deadline:
+            probe.spin(0.05, every=probe.publish)
+        assert policy.entered.is_set(), "no inference reached the server"
+        probe.spin(0.3, every=probe.publish)  # statuses and subscriptions keep running meanwhile
+        start = time.monotonic()
+        assert _change_state(probe, "policy_node", Transition.TRANSITION_DEACTIVATE)
+        assert time.monotonic() - start < 1.0
+        policy.release.set()
+        probe.spin(1.0, every=probe.publish)
+        assert probe.chunks == []  # the hung inference's answer arrived after deactivate: dropped
+        assert _change_state(probe, "policy_node", Transition.TRANSITION_ACTIVATE)
+        assert probe.drive(1.5), "no chunk after reactivating"
+        probe.close()
+
+
+def test_policy_node_exits_nonzero_when_the_server_is_unreachable(spawn: object) -> None:
+    """Finding 11: with a dead server the node used to idle forever and exit 0."""
+    spec = _policy_spec("pn_dead", policy="remote", server_url="ws://127.0.0.1:9", connect_timeout=1.0)
+    proc = spawn(spec.command())
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "cannot connect to policy server ws://127.0.0.1:9" in out

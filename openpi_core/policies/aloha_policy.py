@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from openpi_core.policies.images import parse_image
+from openpi_core.images import parse_image
 
 CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 # Model image slot <- ALOHA camera.

@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from openpi_core.images import parse_image
 from openpi_core.models import model as _model
-from openpi_core.policies.images import parse_image
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ import os
 import pathlib
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--api-key-file", type=pathlib.Path, help=f"file holding the API key (else ${API_KEY_ENV})")
     net.add_argument("--max-message-mb", type=float, default=16.0, help="largest accepted request (default 16)")
     net.add_argument("--max-clients", type=int, default=16, help="concurrent clients (default 16)")
+    net.add_argument(
+        "--inference-timeout",
+        type=float,
+        default=30.0,
+        help="answer a request whose inference takes longer with an error, and report /healthz 503 (default 30 s)",
+    )
     return p
 
 
@@ -65,6 +72,7 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 
 def _robot(args: argparse.Namespace) -> str | None:
+    """The robot whose layout requests are validated against (`--hold` too, when a robot is named)."""
     if args.robot == "none":
         return None
     if args.robot != "auto":
@@ -101,33 +109,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_key=_api_key(args),
             max_message_bytes=int(args.max_message_mb * 2**20),
             max_clients=args.max_clients,
+            inference_timeout_s=args.inference_timeout,
         )
-        robot = None if args.hold else _robot(args)
+        robot = _robot(args)
         spec: ObservationSpec | None = spec_for(robot) if robot else None
         policy = _policy(args)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"openpi-serve: error: {e}", file=sys.stderr)
         return 2
-    if robot and not args.no_warmup:
+    if robot and not args.hold and not args.no_warmup:
         start = time.perf_counter()
         policy.infer(example_for(robot))
         logger.info("warm-up inference (compilation included) took %.1f s", time.perf_counter() - start)
     if config.api_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without an API key: anyone on the network can drive this policy", config.host)
     server = PolicyServer(policy, config, spec=spec)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop(timeout=0))
+    stop = threading.Event()  # SIGTERM (`docker stop`) and SIGINT end the wait below; the server stops once, here
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
         print(f"openpi-serve: listening on ws://{config.host}:{server.port}", flush=True)
-        while server.running:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+        while server.running and not stop.wait(0.2):
+            pass
     except OSError as e:
         print(f"openpi-serve: error: cannot listen on {config.host}:{config.port}: {e}", file=sys.stderr)
         return 1
     finally:
-        server.stop()
+        server.stop(timeout=1.5)
+    logger.info("stopped")
     return 0
 
 

@@ -8,15 +8,20 @@ the reason (openpi's client raises it as ``RuntimeError``), and the connection s
 
 Beyond openpi's server: it binds 127.0.0.1 unless told otherwise, can require a shared token
 (``Authorization: Api-Key <token>``, what openpi's client sends for ``api_key=``; 401 otherwise), limits the message
-size (larger frames close the connection with code 1009), caps the number of clients (503 beyond), validates
-observations against an `ObservationSpec`, and serves several clients at once (inference itself runs one request
-at a time in a worker thread, so the event loop keeps answering health checks and handshakes).
+size (larger frames close the connection with code 1009), caps the number of clients (503 beyond), buffers at
+most `max_queue` unread frames per client (so memory is bounded by clients x (max_queue + 1) x max message size;
+a client that floods the server is slowed by TCP, not buffered), validates observations against an
+`ObservationSpec`, and serves several clients at once (inference itself runs one request at a time in a worker
+thread, so the event loop keeps answering health checks and handshakes). A request whose inference takes longer
+than `inference_timeout_s` is answered with an error; while the worker is stuck in such a call, ``/healthz``
+answers ``503`` and new requests are refused at once, until the call returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import hmac
 import http
@@ -47,6 +52,8 @@ class ServerConfig:
     api_key: str | None = None  # None: no authentication (only sensible on 127.0.0.1 or a trusted network)
     max_message_bytes: int = 16 * 2**20  # 3 cameras 480x640 raw are 2.8 MB
     max_clients: int = 16
+    max_queue: int = 1  # unread frames buffered per client beyond the one being served
+    inference_timeout_s: float | None = 30.0  # a slower request is answered with an error (None: wait forever)
     # Ping the client this often and drop it when no pong comes within the same time (None: never).
     ping_interval_s: float | None = 20.0
 
@@ -59,6 +66,10 @@ class ServerConfig:
             raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must be non-empty (or None for no authentication)")
+        if self.max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
+        if self.inference_timeout_s is not None and not self.inference_timeout_s > 0:
+            raise ValueError(f"inference_timeout_s must be > 0 (or None), got {self.inference_timeout_s}")
 
 
 @dataclasses.dataclass
@@ -69,6 +80,7 @@ class ServerStats:
     served: int = 0
     refused: int = 0
     rejected_handshakes: int = 0
+    timeouts: int = 0
 
 
 class PolicyServer:
@@ -91,6 +103,7 @@ class PolicyServer:
             self._metadata["observation_spec"] = spec.describe()
         self._metadata["auth"] = "api_key" if config.api_key else "none"
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy-infer")
+        self._running_since: float | None = None  # monotonic start of the inference in the worker, if any
         self._active = 0
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,11 +143,23 @@ class PolicyServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
+        """Stop listening and close every connection; safe to call more than once, from any thread."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def stuck_for(self) -> float | None:
+        """Seconds the inference worker has been in a call longer than `inference_timeout_s`, else None."""
+        since, limit = self._running_since, self.config.inference_timeout_s
+        if since is None or limit is None:
+            return None
+        elapsed = time.monotonic() - since
+        return elapsed if elapsed > limit else None
 
     def __enter__(self) -> PolicyServer:
         return self.start()
@@ -154,6 +179,7 @@ class PolicyServer:
                 compression=None,
                 max_size=cfg.max_message_bytes,
                 process_request=self._process_request,
+                max_queue=cfg.max_queue,
                 ping_interval=cfg.ping_interval_s,
                 ping_timeout=cfg.ping_interval_s,
             ) as server:
@@ -175,6 +201,11 @@ class PolicyServer:
     # -- handshake -------------------------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?")[0] == "/healthz":
+            stuck = self.stuck_for
+            if stuck is not None:
+                return connection.respond(
+                    http.HTTPStatus.SERVICE_UNAVAILABLE, f"inference worker stuck in one call for {stuck:.1f} s\n"
+                )
             return connection.respond(http.HTTPStatus.OK, "OK\n")
         if self.config.api_key is not None:
             given = request.headers.get("Authorization", "")
@@ -203,7 +234,7 @@ class PolicyServer:
                 start = time.perf_counter()
                 try:
                     obs = self._decode(message)
-                    result = await loop.run_in_executor(self._executor, self.policy.infer, obs)
+                    result = await self._infer(loop, obs)
                     infer_ms = (time.perf_counter() - start) * 1e3
                     timing = {"infer_ms": infer_ms}
                     if prev_total_ms is not None:
@@ -232,6 +263,27 @@ class PolicyServer:
         finally:
             self._active -= 1
             logger.info("client %s disconnected (%d active)", peer, self._active)
+
+    async def _infer(self, loop: asyncio.AbstractEventLoop, obs: dict[str, Any]) -> dict[str, Any]:
+        stuck = self.stuck_for
+        if stuck is not None:
+            raise _RefusedError(f"server unhealthy: the inference worker has been stuck in one call for {stuck:.1f} s")
+        future = loop.run_in_executor(self._executor, self._timed_infer, obs)
+        try:
+            return await asyncio.wait_for(future, self.config.inference_timeout_s)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            raise _RefusedError(
+                f"policy error: inference timed out after {self.config.inference_timeout_s} s"
+            ) from None
+
+    def _timed_infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """In the worker thread: the policy call, with its start visible to `stuck_for`."""
+        self._running_since = time.monotonic()
+        try:
+            return self.policy.infer(obs)
+        finally:
+            self._running_since = None
 
     def _decode(self, message: str | bytes) -> dict[str, Any]:
         if isinstance(message, str):

@@ -1,20 +1,30 @@
 """Node `chunk_executor`: openpi_msgs/ActionChunk in, joint commands out at the control rate, within safety limits.
 
-Subscribes `action_chunk`, `joint_states` (measured positions: the first command's reference and the hold
-position) and `estop` (std_msgs/Bool, latched until False). Publishes, as the `command_type` parameter says,
-`joint_commands` (sensor_msgs/JointState: positions, or velocities for action names ending in ``/velocity`` as
-DROID's) and/or `joint_trajectory` (trajectory_msgs/JointTrajectory, one point `control_period` ahead), and
-`executor_status` (openpi_msgs/ExecutorStatus) once a second and on changes. The logic is
-`openpi_ros.executor.ChunkExecutor`; this node only moves messages.
+Subscribes `action_chunk`, `joint_states` (the measured positions every limit starts from) and `estop`
+(std_msgs/Bool, latched until False; reliable + TRANSIENT_LOCAL, so an e-stop published before this node started or
+before discovery finished still arrives: publish it with `ESTOP_QOS`; a volatile publisher is heard too). Publishes,
+as `command_type` says, `joint_commands` (sensor_msgs/JointState: positions, and velocities for ``*/velocity``
+columns; NaN where a column is not commanded) and/or `joint_trajectory` (trajectory_msgs/JointTrajectory stamped
+0 = "start on receipt", one point `control_period` ahead with positions, plus velocities for velocity columns, so
+joint_trajectory_controller accepts it without `allow_integration_in_goal_trajectories`), and `executor_status`
+(openpi_msgs/ExecutorStatus) once a second and on changes.
+
+The safety contract is `openpi_ros.executor`'s; this node moves messages, ticks on the steady clock (a stopped
+`/clock` cannot silence the watchdog), and on shutdown publishes the safe command (hold position, velocity 0) first.
+Without any limit it refuses to start unless `allow_unlimited:=true`.
 """
 
 from __future__ import annotations
 
 import collections
 import sys
+import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration as RclpyDuration
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -22,62 +32,95 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from openpi_msgs.msg import ActionChunk, ExecutorStatus
-from openpi_ros.executor import ChunkExecutor, ChunkRejected, ExecutorConfig, SafetyLimits, Strategy
-from openpi_ros.ros_util import SENSOR_QOS, chunk_to_array, from_time, optional_list, run_node, to_time
+from openpi_ros.executor import (
+    VELOCITY_SUFFIX,
+    ChunkExecutor,
+    ChunkRejected,
+    Command,
+    ExecutorConfig,
+    SafetyLimits,
+    Strategy,
+)
+from openpi_ros.ros_util import (
+    ESTOP_QOS,
+    ESTOP_VOLATILE_QOS,
+    FINAL_COMMAND_ACK_S,
+    SENSOR_QOS,
+    chunk_to_array,
+    from_time,
+    run_node,
+    to_time,
+)
+from openpi_ros.ros_util import optional_list as _list
 
 COMMAND_TYPES = ("joint_state", "joint_trajectory", "both")
-VELOCITY_SUFFIX = "/velocity"
+LIMIT_PARAMETERS = ("lower_limits", "upper_limits", "max_velocity", "max_acceleration", "max_tracking_error")
+
+
+def _choice(value: str, name: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"parameter '{name}': {value!r} is not one of {list(options)}")
+    return value
 
 
 class ChunkExecutorNode(Node):
     def __init__(self) -> None:
         super().__init__("chunk_executor")
         p = self.declare_parameter
-        p("joint_names", Parameter.Type.STRING_ARRAY)
-        joint_names = tuple(optional_list(self, "joint_names"))
+        for name in ("joint_names", "state_joint_names", "binary_columns"):
+            p(name, Parameter.Type.STRING_ARRAY)
+        for name in LIMIT_PARAMETERS:  # unset (the default) disables a limit; one value per joint otherwise
+            p(name, Parameter.Type.DOUBLE_ARRAY)
+        joint_names = tuple(_list(self, "joint_names"))
+        if not joint_names:
+            raise ValueError("parameter 'joint_names': required (the chunk columns to execute)")
         rate = float(p("control_rate", 50.0).value)
-        strategy = str(p("strategy", "blend").value)
-        command_type = str(p("command_type", "joint_state").value)
-        if command_type not in COMMAND_TYPES:
-            raise ValueError(f"parameter 'command_type': {command_type!r} is not one of {COMMAND_TYPES}")
-        try:
-            strategy_enum = Strategy(strategy)
-        except ValueError:
-            raise ValueError(
-                f"parameter 'strategy': {strategy!r} is not one of {[s.value for s in Strategy]}"
-            ) from None
         if not rate > 0:
             raise ValueError(f"parameter 'control_rate': must be > 0, got {rate}")
-        on_stale = str(p("on_stale", "hold").value)
-        if on_stale not in ("hold", "stop"):
-            raise ValueError(f"parameter 'on_stale': {on_stale!r} is not 'hold' or 'stop'")
-        # Unset (the default) disables a limit; one value per joint otherwise.
-        for name in ("lower_limits", "upper_limits", "max_velocity"):
-            p(name, Parameter.Type.DOUBLE_ARRAY)
+        strategy = _choice(str(p("strategy", "blend").value), "strategy", tuple(s.value for s in Strategy))
+        command_type = _choice(str(p("command_type", "joint_state").value), "command_type", COMMAND_TYPES)
+        on_stale = _choice(str(p("on_stale", "hold").value), "on_stale", ("hold", "stop"))
         limits = SafetyLimits(
-            lower=tuple(optional_list(self, "lower_limits")),
-            upper=tuple(optional_list(self, "upper_limits")),
-            max_velocity=tuple(optional_list(self, "max_velocity")),
+            lower=tuple(_list(self, "lower_limits")),
+            upper=tuple(_list(self, "upper_limits")),
+            max_velocity=tuple(_list(self, "max_velocity")),
+            max_acceleration=tuple(_list(self, "max_acceleration")),
+            max_tracking_error=tuple(_list(self, "max_tracking_error")),
         )
+        if not limits.configured and not p("allow_unlimited", False).value:
+            raise ValueError(
+                "no safety limits: set lower_limits/upper_limits and/or max_velocity (one value per joint), "
+                "or allow_unlimited:=true to execute chunks unbounded"
+            )
+        state_names = tuple(_list(self, "state_joint_names")) or None
         self._config = ExecutorConfig(
             joint_names=joint_names,
-            strategy=strategy_enum,
+            state_joint_names=state_names,
+            strategy=Strategy(strategy),
             control_period=1.0 / rate,
             ensemble_decay=float(p("ensemble_decay", 0.01).value),
             blend_time=float(p("blend_time", 0.2).value),
             stale_timeout=float(p("stale_timeout", 0.5).value),
             max_chunk_age=float(p("max_chunk_age", 1.0).value),
+            max_future_stamp=float(p("max_future_stamp", 0.05).value),
             hold_on_stale=on_stale == "hold",
+            max_state_age=float(p("max_state_age", 0.5).value),
+            velocity_scale=float(p("velocity_scale", 1.0).value),
+            velocity_input_bound=float(p("velocity_input_bound", 0.0).value),
+            binary_columns=tuple(_list(self, "binary_columns")),
+            binary_threshold=float(p("binary_threshold", 0.5).value),
+            estop_heartbeat_timeout=float(p("estop_heartbeat_timeout", 0.0).value),
             limits=limits,
         )
         self._logic = ChunkExecutor(self._config)
-        # Action names ending in "/velocity" (DROID) are velocity commands for the joint before the slash.
-        self._is_velocity = [name.endswith(VELOCITY_SUFFIX) for name in joint_names]
+        self._is_velocity = list(self._config.velocity_mask)
         self._names = [name.removesuffix(VELOCITY_SUFFIX) for name in joint_names]
-        if command_type != "joint_state" and any(self._is_velocity) and not all(self._is_velocity):
+        columns = zip(joint_names, self._is_velocity, self._config.measured_names, strict=True)
+        unmeasured = [name for name, velocity, measured in columns if velocity and not measured]
+        if command_type != "joint_state" and unmeasured:
             raise ValueError(
-                "parameter 'command_type': joint_trajectory needs all-position or all-velocity joints; "
-                f"{list(joint_names)} mixes them: use joint_state"
+                "parameter 'command_type': a trajectory point needs positions, and velocity columns "
+                f"{unmeasured} have no measured joint (state_joint_names)"
             )
         self._joint_state_pub = (
             self.create_publisher(JointState, "joint_commands", 10) if command_type != "joint_trajectory" else None
@@ -88,20 +131,30 @@ class ChunkExecutorNode(Node):
         self._status_pub = self.create_publisher(ExecutorStatus, "executor_status", 10)
         self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, 10)
         self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
-        self.create_subscription(Bool, "estop", self._on_estop, 10)
+        # Both durabilities: the latched sample of a TRANSIENT_LOCAL publisher (published before we started), and
+        # any volatile publisher (which a TRANSIENT_LOCAL reader alone would not match).
+        # A volatile publisher is reported as incompatible with the first one; the second hears it, so say nothing.
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda _event: None)
+        self.create_subscription(Bool, "estop", self._on_estop, ESTOP_QOS, event_callbacks=quiet)
+        self.create_subscription(Bool, "estop", self._on_estop, ESTOP_VOLATILE_QOS)
         self._publish_times: collections.deque[int] = collections.deque(maxlen=500)
         self._last_state = self._logic.state
-        self.create_timer(self._config.control_period, self._tick)
-        self.create_timer(1.0, self._publish_status)
+        self._estop_engaged: bool | None = None
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self._config.control_period, self._tick, clock=steady)
+        self.create_timer(1.0, self._publish_status, clock=steady)
+        enabled = [name for name in LIMIT_PARAMETERS if _list(self, name)]
+        heartbeat = self._config.estop_heartbeat_timeout
         self.get_logger().info(
             f"executing {len(joint_names)} joints at {rate} Hz, strategy {strategy}, on stale: {on_stale}, "
-            f"limits: {'position ' if limits.lower or limits.upper else ''}"
-            f"{'velocity' if limits.max_velocity else ''}"
+            f"limits: {', '.join(enabled) or 'NONE (allow_unlimited)'}"
+            + (f", e-stop heartbeat {heartbeat} s" if heartbeat else "")
         )
 
     def _now(self) -> int:
         return self.get_clock().now().nanoseconds
 
+    # -- inputs -------------------------------------------------------------------------------------------------
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
             actions = chunk_to_array(msg)
@@ -110,7 +163,8 @@ class ChunkExecutorNode(Node):
                 stamp_ns=from_time(msg.header.stamp),
                 control_period=msg.control_period,
                 joint_names=list(msg.joint_names),
-                now_ns=self._now(),
+                now_ros_ns=self._now(),
+                now_mono_ns=time.monotonic_ns(),
             )
         except (ChunkRejected, ValueError) as exc:
             self.get_logger().warning(f"chunk {msg.sequence} rejected: {exc}", throttle_duration_sec=1.0)
@@ -118,25 +172,44 @@ class ChunkExecutorNode(Node):
             self._publish_status()
 
     def _on_joints(self, msg: JointState) -> None:
-        if len(msg.name) == len(msg.position):
-            self._logic.update_measured(list(msg.name), list(msg.position))
+        try:
+            self._logic.update_measured(list(msg.name), list(msg.position), time.monotonic_ns())
+        except ValueError as exc:
+            self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=1.0)
 
     def _on_estop(self, msg: Bool) -> None:
-        self._logic.set_estop(bool(msg.data), self._now())
-        self.get_logger().warning("e-stop ENGAGED" if msg.data else "e-stop released")
-        self._publish_status()
-
-    def _tick(self) -> None:
-        now = self._now()
-        command = self._logic.step(now)
-        if command is not None:
-            self._publish_command(command, now)
-        if self._logic.state != self._last_state:
-            self._last_state = self._logic.state
+        engaged = bool(msg.data)
+        self._logic.set_estop(engaged, self._now(), time.monotonic_ns())
+        if engaged != self._estop_engaged:  # the two subscriptions deliver a latched publisher's samples twice
+            self._estop_engaged = engaged
+            self.get_logger().warning("e-stop ENGAGED" if engaged else "e-stop released")
             self._publish_status()
 
-    def _publish_command(self, command: np.ndarray, now: int) -> None:
-        values = [float(x) for x in command]
+    # -- outputs ------------------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = self._now()
+        command = self._logic.step(now, time.monotonic_ns())
+        try:
+            if command is not None:
+                self._publish_command(command, now)
+            if self._logic.state != self._last_state:
+                self._last_state = self._logic.state
+                self._publish_status()
+        except Exception as exc:  # a publishing error must not take the safety node down
+            self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=1.0)
+
+    def publish_final_command(self) -> None:
+        """Shutdown: hold the last commanded position and stop velocity joints, before teardown."""
+        command = self._logic.safe_command()
+        if command is None:
+            return
+        self._publish_command(command, self._now())
+        for pub in (self._joint_state_pub, self._trajectory_pub):
+            if pub is not None:
+                pub.wait_for_all_acked(RclpyDuration(seconds=FINAL_COMMAND_ACK_S))
+
+    def _publish_command(self, command: Command, now: int) -> None:
+        values = [float(x) for x in command.values]
         nan = float("nan")
         if self._joint_state_pub is not None:
             msg = JointState(name=self._names)
@@ -147,23 +220,24 @@ class ChunkExecutorNode(Node):
                 msg.position = values
             msg.header.stamp = to_time(now)
             self._joint_state_pub.publish(msg)
-        if self._trajectory_pub is not None:
+        if self._trajectory_pub is not None and np.all(np.isfinite(command.targets)):
             period_ns = round(self._config.control_period * 1e9)
-            point = JointTrajectoryPoint(time_from_start=Duration(sec=period_ns // 10**9, nanosec=period_ns % 10**9))
-            if all(self._is_velocity):
-                point.velocities = values
-            else:
-                point.positions = values
-            traj = JointTrajectory(joint_names=self._names, points=[point])
-            traj.header.stamp = to_time(now)
-            self._trajectory_pub.publish(traj)
-        self._publish_times.append(now)
+            point = JointTrajectoryPoint(
+                positions=[float(x) for x in command.targets],
+                time_from_start=Duration(sec=period_ns // 10**9, nanosec=period_ns % 10**9),
+            )
+            if any(self._is_velocity):
+                point.velocities = [x if v else 0.0 for x, v in zip(values, self._is_velocity, strict=True)]
+            # Stamp 0: the controller starts the trajectory when it receives it, so late delivery cannot put the
+            # point in the past (which joint_trajectory_controller drops).
+            self._trajectory_pub.publish(JointTrajectory(joint_names=self._names, points=[point]))
+        self._publish_times.append(time.monotonic_ns())
 
     def _publish_status(self) -> None:
-        now = self._now()
-        times = np.array([t for t in self._publish_times if now - t <= 5 * 10**9], dtype=np.int64)
+        now, mono = self._now(), time.monotonic_ns()
+        times = np.array([t for t in self._publish_times if mono - t <= 5 * 10**9], dtype=np.int64)
         rate, jitter50, jitter99 = 0.0, float("nan"), float("nan")
-        if times.size >= 3:
+        if times.size >= 3 and times[-1] > times[0]:
             periods = np.diff(times) * 1e-9
             rate = (times.size - 1) / ((times[-1] - times[0]) * 1e-9)
             deviation = np.abs(periods - self._config.control_period)
@@ -179,6 +253,8 @@ class ChunkExecutorNode(Node):
             chunks_rejected=counters.chunks_rejected,
             commands_published=counters.commands,
             commands_clamped=counters.clamped,
+            faults=counters.faults,
+            clock_jumps=counters.clock_jumps,
         )
         msg.header.stamp = to_time(now)
         self._status_pub.publish(msg)

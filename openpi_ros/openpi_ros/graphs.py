@@ -89,36 +89,59 @@ def demo_graph(
     ]
 
 
-# Safety and execution defaults per robot (each overridable by a launch argument).
-# ALOHA: the ViperX 300 S joint ranges (gym-aloha's vx300s MJCF), grippers normalised to [0, 1].
+# Safety and execution defaults per robot (each overridable by a launch argument): the chunk executor's parameters.
+# ALOHA: the ViperX 300 S joint ranges (gym-aloha's vx300s MJCF), grippers normalised to [0, 1]; a measured arm
+# joint 0.5 rad from its command (a re-home, a sim reset) faults; grippers are not tracked (they stall on objects).
 _VX300S_LOWER = (-3.14158, -1.85005, -1.76278, -3.14158, -1.8675, -3.14158, 0.0)
 _VX300S_UPPER = (3.14158, 1.25664, 1.6057, 3.14158, 2.23402, 3.14158, 1.0)
-# DROID: actions are joint velocities, so the "position" limits bound the commanded velocity (Franka Panda
-# limits, rad/s); the gripper is a position in [0, 1].
+# DROID (Franka Panda): openpi's DROID policies output normalised joint velocities (1.0 = DROID's 0.2 rad per
+# 15 Hz step, i.e. 3 rad/s; the vector is bounded to max |v| <= 1 as DROID's IK solver does) and a gripper
+# position binarised at 0.5 (openpi's examples/droid/main.py). Limits are the Panda's: joint ranges, velocity and
+# acceleration (rad, rad/s, rad/s²); the gripper is unbounded in rate (its own controller limits it).
+_PANDA_LOWER = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
+_PANDA_UPPER = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
 _PANDA_MAX_VELOCITY = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
+_PANDA_MAX_ACCELERATION = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
+DROID_VELOCITY_SCALE = 0.2 * 15.0
 ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     "aloha": {
         "lower_limits": _VX300S_LOWER * 2,
         "upper_limits": _VX300S_UPPER * 2,
-        "max_velocity": (3.0,) * 6 + (10.0,) + (3.0,) * 6 + (10.0,),
+        "max_velocity": ((3.0,) * 6 + (10.0,)) * 2,
+        "max_tracking_error": ((0.5,) * 6 + (0.0,)) * 2,
         "on_stale": "hold",
         "rate": 10.0,
     },
     "droid": {
-        "lower_limits": (*(-v for v in _PANDA_MAX_VELOCITY), 0.0),
-        "upper_limits": (*_PANDA_MAX_VELOCITY, 1.0),
-        "max_velocity": (),
-        "on_stale": "stop",  # never keep repeating a velocity command
+        "lower_limits": (*_PANDA_LOWER, 0.0),
+        "upper_limits": (*_PANDA_UPPER, 1.0),
+        "max_velocity": (*_PANDA_MAX_VELOCITY, 100.0),
+        "max_acceleration": (*_PANDA_MAX_ACCELERATION, 1000.0),
+        "velocity_scale": DROID_VELOCITY_SCALE,
+        "velocity_input_bound": 1.0,
+        "binary_columns": ("gripper",),
+        "on_stale": "stop",
         "rate": 5.0,
     },
     "libero": {
         "lower_limits": (-1.0,) * 7,  # robosuite's OSC controller input range
         "upper_limits": (1.0,) * 7,
-        "max_velocity": (),
+        "state_joint_names": ("",) * 7,  # end-effector deltas: no measured joint per column
         "on_stale": "stop",  # deltas must not be repeated
         "rate": 10.0,
     },
 }
+EXECUTOR_DEFAULT_KEYS = (
+    "lower_limits",
+    "upper_limits",
+    "max_velocity",
+    "max_acceleration",
+    "max_tracking_error",
+    "velocity_scale",
+    "velocity_input_bound",
+    "binary_columns",
+    "state_joint_names",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,9 +278,12 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
         "command_type": config.command_type,
         "on_stale": config.on_stale or defaults["on_stale"],
     }
-    for key in ("lower_limits", "upper_limits", "max_velocity"):
-        if defaults[key]:
-            executor_params[key] = [float(v) for v in defaults[key]]
+    for key in EXECUTOR_DEFAULT_KEYS:
+        value = defaults.get(key)
+        if isinstance(value, tuple):
+            executor_params[key] = [v if isinstance(v, str) else float(v) for v in value]
+        elif value is not None:
+            executor_params[key] = float(value)
     graph = [
         NodeSpec("policy_node", "openpi_ros.policy_node", "policy_node", policy_params, namespace=config.namespace),
         NodeSpec(

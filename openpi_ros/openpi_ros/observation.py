@@ -75,6 +75,12 @@ class ObservationAssembler:
         self._joint_index = {name: i for i, name in enumerate(config.joint_names)}
         self._invalid: dict[str, str] = {}
 
+    def clear(self) -> None:
+        """Forget every buffered input (after a clock jump their stamps mean nothing)."""
+        self._images.clear()
+        self._joints.clear()
+        self._invalid.clear()
+
     def mark_invalid(self, source: str, reason: str) -> None:
         """Record that the newest message of `source` was unusable; no observation is assembled until it recovers."""
         self._invalid[source] = reason

@@ -9,13 +9,17 @@ Parameters (all read in `on_configure`; the policy is loaded there, never in the
 - ``image_size``: images are resized with padding to this square before the policy (openpi's clients send 224;
   0 keeps the camera size).
 - ``policy``: ``hold`` (state echo, no model), ``checkpoint`` (``config_name`` + ``checkpoint_dir``, in-process) or
-  ``remote`` (``server_url`` + ``api_key``, or ``$OPENPI_SERVER_API_KEY``); ``num_steps``, ``default_prompt``.
+  ``remote`` (``server_url``; the API key from the file ``api_key_file`` or ``$OPENPI_SERVER_API_KEY``, never a
+  parameter, which anyone on the graph could read); ``num_steps``, ``default_prompt``; ``inference_timeout`` (s,
+  one remote request) and ``connect_timeout`` (s, reaching the server at configure).
 - ``prompt`` (also the ``set_prompt`` service and the ``prompt`` topic), ``rate`` (Hz), ``max_age`` / ``max_skew``
   (s), ``control_period`` (s between chunk rows; default from the robot), ``horizon`` (hold only).
-- ``autostart`` (default true): configure and activate right away when run on its own; set false under a lifecycle
-  manager.
+- ``autostart`` (default true): configure and activate right away when run on its own (a configure that fails ends
+  the process with exit code 1); set false under a lifecycle manager.
 
-A chunk is published only from a complete, fresh, valid observation, and only while active.
+A chunk is published only from a complete, fresh, valid observation, and only while active. Inference runs on a
+worker thread (`InferenceWorker`): subscriptions, status and lifecycle transitions never wait for a slow or dead
+policy, and a chunk whose inference was still running at deactivate is dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import os
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from rclpy.lifecycle import Node as LifecycleNode
@@ -32,15 +37,23 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from openpi_core.images import resize_with_pad
 from openpi_core.policies import HoldPositionPolicy, PolicyClient
-from openpi_core.transforms import resize_with_pad
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_msgs.srv import SetPrompt
 from openpi_ros.images import ImageDecodeError, compressed_to_rgb, image_to_rgb
 from openpi_ros.observation import AssemblerConfig, ObservationAssembler, ObservationRejected
-from openpi_ros.policy_runner import PolicyRunner, Status
+from openpi_ros.policy_runner import Chunk, InferenceWorker, PolicyRunner, Status
 from openpi_ros.robots import RobotProfile, get_robot
-from openpi_ros.ros_util import SENSOR_QOS, from_time, make_action_chunk, optional_list, run_node, to_time
+from openpi_ros.ros_util import (
+    SENSOR_QOS,
+    NodeStartError,
+    from_time,
+    make_action_chunk,
+    optional_list,
+    run_node,
+    to_time,
+)
 
 POLICY_SOURCES = ("hold", "checkpoint", "remote")
 API_KEY_ENV = "OPENPI_SERVER_API_KEY"
@@ -61,8 +74,14 @@ def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
 
         if not params["server_url"]:
             raise ValueError("parameter 'server_url': required for policy 'remote' (e.g. ws://gpu-box:8000)")
-        api_key = params["api_key"] or os.environ.get(API_KEY_ENV) or None
-        return WebsocketPolicyClient(params["server_url"], api_key=api_key, connect_retries=5)
+        connect_timeout = float(params["connect_timeout"])
+        return WebsocketPolicyClient(
+            params["server_url"],
+            api_key=read_api_key(params["api_key_file"]),
+            timeout_s=float(params["inference_timeout"]),
+            connect_timeout_s=min(connect_timeout, 5.0),
+            connect_retries=max(1, round(connect_timeout / 5.0)),
+        )
     if source == "checkpoint":
         # JAX and the model load only for an in-process policy.
         from openpi_core.policies.policy_config import create_trained_policy  # noqa: PLC0415
@@ -80,6 +99,19 @@ def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
     raise ValueError(f"parameter 'policy': unknown source {source!r}; available: {', '.join(POLICY_SOURCES)}")
 
 
+def read_api_key(path: str) -> str | None:
+    """The policy server's API key from the file `path` (if given) or ``$OPENPI_SERVER_API_KEY``."""
+    if path:
+        try:
+            key = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"parameter 'api_key_file': cannot read {path}: {exc.strerror}") from None
+        if not key:
+            raise ValueError(f"parameter 'api_key_file': {path} is empty")
+        return key
+    return os.environ.get(API_KEY_ENV) or None
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("policy_node")
@@ -92,24 +124,35 @@ class PolicyNode(LifecycleNode):
             ("config_name", ""),
             ("checkpoint_dir", ""),
             ("server_url", ""),
-            ("api_key", ""),
+            ("api_key_file", ""),
             ("default_prompt", ""),
             ("prompt", ""),
         ):
             p(name, default)
-        for name, default in (("rate", 10.0), ("max_age", 0.5), ("max_skew", 0.2), ("control_period", 0.0)):
+        for name, default in (
+            ("rate", 10.0),
+            ("max_age", 0.5),
+            ("max_skew", 0.2),
+            ("control_period", 0.0),
+            ("inference_timeout", 10.0),
+            ("connect_timeout", 10.0),
+        ):
             p(name, default)
         for name, default in (("horizon", 50), ("num_steps", 0), ("image_size", 224)):
             p(name, default)
         p("autostart", True)
         self._runner: PolicyRunner | None = None
+        self._worker: InferenceWorker | None = None
+        self._generation = 0  # bumped on deactivate: results of older inferences are dropped
         self._subscriptions_made: list[Any] = []
         self._services_made: list[Any] = []
         self._tick_timers: list[Any] = []
         self._status_timer = None
         self._status_pub = self.create_lifecycle_publisher(PolicyStatus, "policy_status", 10)
         self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, "action_chunk", 10)
-        if self.get_parameter("autostart").value and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        if self.get_parameter("autostart").value:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise NodeStartError("policy_node: configure failed (see the error above)")
             self.trigger_activate()
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -129,6 +172,7 @@ class PolicyNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._generation += 1  # an inference still running will not publish
         self._cancel_timers()
         self.get_logger().info("inactive: no chunks are published")
         return super().on_deactivate(state)
@@ -156,10 +200,13 @@ class PolicyNode(LifecycleNode):
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
         self._subscriptions_made, self._services_made, self._status_timer = [], [], None
+        self._generation += 1
+        if self._worker is not None:
+            self._worker.close(timeout=0.5)
         close = getattr(self._runner.policy if self._runner else None, "close", None)
         if close is not None:
             close()
-        self._runner = None
+        self._runner, self._worker = None, None
 
     def _configure(self) -> None:
         get = self.get_parameter
@@ -191,8 +238,10 @@ class PolicyNode(LifecycleNode):
         self._image_size = int(get("image_size").value)
         period = float(get("control_period").value)
         self._control_period = period if period > 0 else 1.0 / robot.control_rate
-        params = {n: get(n).value for n in ("policy", "config_name", "checkpoint_dir", "server_url", "api_key")}
-        params |= {n: get(n).value for n in ("default_prompt", "horizon", "num_steps")}
+        params = {n: get(n).value for n in ("policy", "config_name", "checkpoint_dir", "server_url", "api_key_file")}
+        params |= {
+            n: get(n).value for n in ("default_prompt", "horizon", "num_steps", "inference_timeout", "connect_timeout")
+        }
         policy = make_policy(params, robot)
         self._robot = robot
         self._config_name = str(policy.metadata.get("config_name", params["policy"]))
@@ -208,6 +257,7 @@ class PolicyNode(LifecycleNode):
             to_input=None if params["policy"] == "hold" else robot.policy_input,
             action_dim=len(robot.actions),
         )
+        self._worker = InferenceWorker(self._runner, self._publish_chunk)
         for cam, topic in zip(cameras, topics, strict=True):
             if cam in compressed:
                 callback = partial(self._on_compressed, cam, f"{topic}/compressed")
@@ -275,11 +325,16 @@ class PolicyNode(LifecycleNode):
 
     # -- outputs ------------------------------------------------------------------------------------------------
     def _tick(self) -> None:
-        if self._runner is None:
+        if self._runner is None or self._worker is None or self._worker.busy:
             return
-        chunk = self._runner.step(self._now())
-        if chunk is None:
-            return
+        obs = self._runner.observe(self._now())
+        if obs is not None:
+            self._worker.submit(obs, self._generation)
+
+    def _publish_chunk(self, chunk: Chunk, generation: int) -> None:
+        """On the inference worker's thread (rclpy publishers are thread-safe)."""
+        if generation != self._generation or self._runner is None:
+            return  # deactivated (or cleaned up) while this inference ran
         msg = make_action_chunk(
             chunk.actions,
             stamp_ns=chunk.stamp_ns,

@@ -1,10 +1,18 @@
-"""The policy loop without ROS: assemble an observation, call the policy, check the result, keep statistics."""
+"""The policy loop without ROS: assemble an observation, call the policy, check the result, keep statistics.
+
+`PolicyRunner.observe` (cheap, on the ROS thread) assembles a new observation or says why there is none;
+`PolicyRunner.infer` (the model or the server round trip) turns it into a checked chunk. `InferenceWorker` runs
+`infer` on a thread of its own, one observation at a time, so a slow or dead policy never blocks subscriptions,
+status or lifecycle transitions.
+"""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,12 +23,16 @@ from openpi_core.errors import OpenpiError
 from openpi_core.policies import PolicyClient
 from openpi_ros.observation import Observation, ObservationAssembler, ObservationRejected, RejectReason
 
-__all__ = ["Chunk", "PolicyRunner", "RunnerStats", "Status"]
+__all__ = ["Chunk", "InferenceWorker", "PolicyRunner", "RunnerStats", "Status"]
 
 logger = logging.getLogger(__name__)
 
 
-class Status:
+# ROS time may go backwards by this much (sim clock rounding) before it counts as a jump.
+CLOCK_JUMP_TOLERANCE_NS = 1_000_000
+
+
+class Status(enum.IntEnum):
     """Mirrors openpi_msgs/PolicyStatus STATE_* constants."""
 
     UNCONFIGURED = 0
@@ -98,6 +110,7 @@ class PolicyRunner:
         self.stats = RunnerStats()
         self._sequence = 0
         self._last_stamp_ns = -1
+        self._last_now_ns: int | None = None
 
     def set_prompt(self, prompt: str) -> str:
         if "\x00" in prompt:
@@ -113,8 +126,17 @@ class PolicyRunner:
         if status != Status.WAITING:
             self.stats.dropped += 1
 
-    def step(self, now_ns: int) -> Chunk | None:
-        """One tick of the loop: a checked chunk, or None (and `status`/`status_message` say why)."""
+    def observe(self, now_ns: int) -> Observation | None:
+        """A complete, fresh observation newer than the last one used, or None (`status` says why)."""
+        if self._last_now_ns is not None and now_ns < self._last_now_ns - CLOCK_JUMP_TOLERANCE_NS:
+            # The ROS clock went back (sim reset, bag loop, NTP step): inputs stamped before the jump are from the
+            # future now, and "newer than the last chunk" would refuse everything until the clock caught up.
+            logger.warning(
+                "ROS clock jumped back %.3f s: dropping the buffered inputs", (self._last_now_ns - now_ns) / 1e9
+            )
+            self.assembler.clear()
+            self._last_stamp_ns = -1
+        self._last_now_ns = now_ns
         try:
             obs: Observation = self.assembler.assemble(now_ns)
         except ObservationRejected as exc:
@@ -125,30 +147,39 @@ class PolicyRunner:
             # a second chunk from the same observation would only repeat the first.
             self.reject(Status.WAITING, "no new joint reading since the last chunk")
             return None
+        self._last_stamp_ns = obs.stamp_ns
+        return obs
+
+    def infer(self, obs: Observation) -> Chunk | None:
+        """The policy's checked chunk for `obs`, or None (`status` says why). Safe to call from another thread."""
+        prompt = self.prompt
         start = time.perf_counter()
-        actions = self._infer(obs)
+        actions = self._infer(obs, prompt)
         if actions is None:
             return None
-        inference = time.perf_counter() - start
         chunk = Chunk(
             actions=actions,
             stamp_ns=obs.stamp_ns,
-            prompt=self.prompt,
-            inference_latency=inference,
+            prompt=prompt,
+            inference_latency=time.perf_counter() - start,
             sequence=self._sequence,
         )
         self._sequence += 1
-        self._last_stamp_ns = obs.stamp_ns
         self.status, self.status_message = Status.RUNNING, ""
         return chunk
 
-    def _infer(self, obs: Observation) -> np.ndarray | None:
+    def step(self, now_ns: int) -> Chunk | None:
+        """One synchronous tick: `observe` then `infer`."""
+        obs = self.observe(now_ns)
+        return None if obs is None else self.infer(obs)
+
+    def _infer(self, obs: Observation, prompt: str) -> np.ndarray | None:
         """The policy's checked actions for `obs`, or None after recording why there are none."""
         try:
             if self.to_input is None:
-                policy_input = obs.as_policy_input(self.prompt)
+                policy_input = obs.as_policy_input(prompt)
             else:
-                policy_input = self.to_input(obs.images, obs.state, self.prompt)
+                policy_input = self.to_input(obs.images, obs.state, prompt)
             result: dict[str, Any] = self.policy.infer(policy_input)
         except ValueError as exc:
             self.reject(Status.INVALID_INPUT, f"policy rejected the observation: {exc}")
@@ -172,3 +203,66 @@ class PolicyRunner:
 
     def record_published(self, chunk: Chunk, now_ns: int) -> None:
         self.stats.record((now_ns - chunk.stamp_ns) * 1e-9, chunk.inference_latency, now_ns * 1e-9)
+
+
+class InferenceWorker:
+    """Runs `PolicyRunner.infer` on one background thread, one observation at a time.
+
+    `submit` hands over an observation if the worker is idle and returns at once; the chunk (if any) goes to
+    `on_chunk(chunk, generation)` on the worker thread. `generation` is whatever the caller passed to `submit`:
+    a lifecycle node bumps its own counter on deactivate and drops results of an older generation, so an
+    inference that was still running never publishes after it. `close` waits a bounded time; a worker stuck in a
+    policy call is a daemon thread and never keeps the process alive.
+    """
+
+    def __init__(self, runner: PolicyRunner, on_chunk: Callable[[Chunk, int], None]) -> None:
+        self.runner = runner
+        self._on_chunk = on_chunk
+        self._lock = threading.Condition()
+        self._job: tuple[Observation, int] | None = None
+        self._busy = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._busy or self._job is not None
+
+    def submit(self, obs: Observation, generation: int) -> bool:
+        with self._lock:
+            if self._closed or self._busy or self._job is not None:
+                return False
+            self._job = (obs, generation)
+            self._lock.notify()
+            return True
+
+    def close(self, timeout: float = 1.0) -> bool:
+        """Stop taking work; True if the thread ended within `timeout`."""
+        with self._lock:
+            self._closed = True
+            self._job = None
+            self._lock.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._job is None and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                assert self._job is not None
+                (obs, generation), self._job = self._job, None
+                self._busy = True
+            try:
+                chunk = self.runner.infer(obs)
+                if chunk is not None:
+                    self._on_chunk(chunk, generation)
+            except Exception:  # infer records policy errors itself; this is a bug in a callback: log, keep going
+                logger.exception("inference worker")
+            finally:
+                with self._lock:
+                    self._busy = False

@@ -8,9 +8,11 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import rclpy
@@ -18,14 +20,19 @@ from builtin_interfaces.msg import Time
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from openpi_core.errors import OpenpiError
 from openpi_msgs.msg import ActionChunk
 
 __all__ = [
+    "ESTOP_QOS",
+    "ESTOP_VOLATILE_QOS",
     "LARGE_DATA_PROFILE",
     "SENSOR_QOS",
+    "FinalCommand",
+    "NodeStartError",
     "apply_large_data_profile",
     "chunk_to_array",
     "from_time",
@@ -37,11 +44,24 @@ __all__ = [
     "to_time",
 ]
 
-# Keep only the newest sample; best effort subscribers match both reliable and best-effort publishers.
-# Seconds of node teardown after which run_node dumps all thread stacks to stderr (diagnosis of stalls).
-SHUTDOWN_STALL_S = 5.0
+# Seconds from a stop signal to process exit at the most: if native teardown (executor, DDS participant) has not
+# finished by then, run_node prints every thread's stack and ends the process with its exit code anyway.
+TEARDOWN_DEADLINE_S = 1.4
+# Seconds the final command waits to be acknowledged by reliable subscribers before teardown.
+FINAL_COMMAND_ACK_S = 0.2
 
+# Keep only the newest sample; best effort subscribers match both reliable and best-effort publishers.
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+# E-stop: the last sample is kept by the publisher and delivered to subscribers that join later (a restarted
+# executor, or one still in discovery). Publishers of std_msgs/Bool on `estop` should use this profile.
+ESTOP_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+# A TRANSIENT_LOCAL reader does not match a volatile writer, so the executor also listens with this one.
+ESTOP_VOLATILE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 LARGE_DATA_PROFILE = Path(__file__).with_name("fastdds_large_data.xml")
@@ -165,10 +185,25 @@ def stop_on_signals(*signums: int, then_ignore: bool = False) -> Iterator[thread
             signal.signal(sig, signal.SIG_IGN if then_ignore else handler)
 
 
+class NodeStartError(Exception):
+    """A node could not start (the reason was logged); `run_node` exits with status 1 without a traceback."""
+
+
+@runtime_checkable
+class FinalCommand(Protocol):
+    """A node that must publish a safe command (hold, zero velocity) before it is torn down."""
+
+    def publish_final_command(self) -> None: ...
+
+
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, clean up; returns an exit code."""
+    """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, and tear down within
+    `TEARDOWN_DEADLINE_S`; returns 0, or 1 when the node could not be built (the reason is logged in one line
+    for a bad parameter)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger(__name__)
     apply_large_data_profile()
+    code = 0
     with stop_on_signals(signal.SIGINT, signal.SIGTERM, then_ignore=True) as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = None
@@ -180,15 +215,40 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
                 executor.spin_once(timeout_sec=0.1)
         except ExternalShutdownException:
             pass
+        except (ValueError, OpenpiError, NodeStartError) as exc:  # a bad parameter, a failed configure: say it once
+            log.error("%s", exc)
+            code = 1
+        except Exception:
+            log.exception("node failed")
+            code = 1
         finally:
-            # Teardown is native code (executor, DDS participant). If it stalls, print every thread's stack so the
-            # cause shows in the log; the process's exit status is left as it is.
-            faulthandler.dump_traceback_later(SHUTDOWN_STALL_S)
+            _teardown(node, executor, code)
+    return code
+
+
+def _teardown(node: Node | None, executor: SingleThreadedExecutor, code: int) -> None:
+    """Final command, then native teardown under a deadline: a stall there never keeps the process alive."""
+    watchdog = threading.Timer(TEARDOWN_DEADLINE_S, _exit_now, args=(code,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        if isinstance(node, FinalCommand):
             try:
-                executor.shutdown()
-                if node is not None:
-                    node.destroy_node()
-                rclpy.try_shutdown()
-            finally:
-                faulthandler.cancel_dump_traceback_later()
-    return 0
+                node.publish_final_command()
+            except Exception:
+                logging.getLogger(__name__).exception("final command failed")
+        executor.shutdown(timeout_sec=0.5)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    finally:
+        watchdog.cancel()
+
+
+def _exit_now(code: int) -> None:
+    print(f"teardown stalled for over {TEARDOWN_DEADLINE_S} s: exiting now; thread stacks:", file=sys.stderr)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -34,7 +34,8 @@ class SyntheticRobotConfig:
 
 
 class SyntheticRobot:
-    """Joint j follows amplitude * sin(2π t / period + j * 0.5); camera k shows a colour gradient that drifts."""
+    """Joint j follows amplitude * sin(2π t / period + j * 0.5) (grippers, normalised to [0, 1], around 0.5);
+    camera k shows a colour gradient that drifts."""
 
     def __init__(self, config: SyntheticRobotConfig) -> None:
         self.config = config
@@ -47,10 +48,11 @@ class SyntheticRobot:
             for k in range(len(config.camera_names))
         ]
         self._phases = np.arange(len(config.joint_names), dtype=np.float64) * 0.5
+        self._offsets = np.array([0.5 if "gripper" in name else 0.0 for name in config.joint_names])
 
     def joint_positions(self, t: float) -> np.ndarray:
         cfg = self.config
-        return cfg.amplitude * np.sin(2 * np.pi * t / cfg.period + self._phases)
+        return self._offsets + cfg.amplitude * np.sin(2 * np.pi * t / cfg.period + self._phases)
 
     def camera_frame(self, index: int, t: float) -> np.ndarray:
         shift = int((t / self.config.period) * self.config.image_width) % self.config.image_width
