@@ -12,12 +12,24 @@ import logging
 import os
 import pathlib
 import shutil
+import socket
+import urllib.parse
 import uuid
 from typing import Any
+
+from openpi_core.errors import OpenpiError
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_CACHE = "~/.cache/openpi"
+# Hosts behind the remote protocols, checked (one TCP connect, a few seconds) before a download starts, so that
+# an offline machine gets one clear line instead of a client library's retries and traceback.
+_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com", "s3": "s3.amazonaws.com"}
+REACH_TIMEOUT_S = 3.0
+
+
+class DownloadError(OpenpiError, ConnectionError):
+    """A remote file or folder could not be fetched (the message names the URL and why)."""
 
 
 def cache_dir() -> pathlib.Path:
@@ -59,6 +71,7 @@ def maybe_download(url: str | os.PathLike[str], *, force_download: bool = False,
     import fsspec  # noqa: PLC0415 (only needed for remote paths)
 
     protocol = url.partition("://")[0]
+    check_reachable(url)
     if protocol in ("gs", "gcs"):
         fs_kwargs.setdefault("token", "anon")
     fs, remote = fsspec.core.url_to_fs(url, **fs_kwargs)
@@ -79,6 +92,23 @@ def maybe_download(url: str | os.PathLike[str], *, force_download: bool = False,
         if scratch.exists():
             shutil.rmtree(scratch) if scratch.is_dir() else scratch.unlink()
     return local
+
+
+def check_reachable(url: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise `DownloadError` within `timeout` s if the host serving `url` cannot be reached (no-op for local
+    protocols)."""
+    protocol = url.partition("://")[0]
+    host = _HOSTS.get(protocol)
+    port = 443
+    if protocol in ("http", "https"):
+        parsed = urllib.parse.urlparse(url)
+        host, port = parsed.hostname, parsed.port or (443 if protocol == "https" else 80)
+    if host is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise DownloadError(f"cannot download {url}: {host} is unreachable ({exc.strerror or exc})") from None
 
 
 def _copy_with_progress(

@@ -255,11 +255,27 @@ class AbsoluteActions:
         return _shift_actions(data, self.mask, 1.0)
 
 
+def prompt_text(prompt: Any) -> str:
+    """A prompt as text: str, bytes (RLDS/TF data; UTF-8) or a numpy scalar / 0-d array of either."""
+    if isinstance(prompt, np.ndarray):
+        if prompt.size != 1:
+            raise ValueError(f"prompt: expected one string, got an array of shape {prompt.shape}")
+        prompt = prompt.item()
+    if isinstance(prompt, bytes):
+        try:
+            return prompt.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"prompt: bytes that are not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt: expected text, got {type(prompt).__name__}")
+    return str(prompt)
+
+
 def _prompt_text(data: DataDict) -> str:
     prompt = data.get("prompt")
     if prompt is None:
         raise ValueError('a prompt is required: set "prompt" in the data, a default_prompt, or prompt_from_task')
-    return prompt if isinstance(prompt, str) else str(np.asarray(prompt).item())
+    return prompt_text(prompt)
 
 
 @dataclasses.dataclass(frozen=True)

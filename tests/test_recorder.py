@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.ros import DISCOVERY_TIMEOUT, Probe, python_module
-from helpers.tokenizers import make_paligemma_like_model
 
 REPO = Path(__file__).resolve().parent.parent
 CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
@@ -119,10 +118,10 @@ def test_recorder_records_episodes_that_convert_and_train(
     assert run.returncode == 0, run.stderr
     assert "2 episode(s)" in run.stdout
 
-    tokenizer = make_paligemma_like_model(tmp_path / "sp.model", num_loc=0, num_seg=0)
+    # debug_aloha is offline by default: its small built-in tokenizer is made in this test's cache.
+    env["OPENPI_DATA_HOME"] = str(tmp_path / "cache")
     overrides = [
         *("--data.repo-id", "local/aloha_demos", "--data.root", str(dataset)),
-        *("--data.model-transforms.paligemma-tokenizer", str(tokenizer)),
         *("--assets-base-dir", str(tmp_path / "assets"), "--checkpoint-base-dir", str(tmp_path / "ckpt")),
     ]
     stats = subprocess.run(
@@ -137,4 +136,22 @@ def test_recorder_records_episodes_that_convert_and_train(
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
     assert "trained debug_aloha/recorded to step 2" in train.stdout
-    assert (tmp_path / "ckpt" / "debug_aloha" / "recorded" / "2" / "params").is_dir()
+    checkpoint = tmp_path / "ckpt" / "debug_aloha" / "recorded" / "2"
+    assert (checkpoint / "params").is_dir()
+    # The checkpoint carries its tokenizer: served from a machine with an empty cache and no network.
+    assert (checkpoint / "assets" / "tokenizers" / "paligemma_tokenizer.model").is_file()
+    serve = (
+        "from openpi_core.policies.aloha_policy import make_aloha_example;"
+        "from openpi_core.policies.policy_config import create_trained_policy;"
+        "from openpi_core.training.config import get_config;"
+        f"policy = create_trained_policy(get_config('debug_aloha'), {str(checkpoint)!r}, "
+        "sample_kwargs={'num_steps': 1});"
+        "print(policy.infer(make_aloha_example())['actions'].shape)"
+    )
+    served = subprocess.run(
+        [sys.executable, "-c", serve], check=False, capture_output=True, text=True, timeout=300,
+        env={**env, "OPENPI_DATA_HOME": str(tmp_path / "empty_cache")},
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert served.stdout.strip().endswith("(10, 14)")
+    assert not (tmp_path / "empty_cache" / "builtin").exists()  # the checkpoint's copy, not a fresh one

@@ -19,15 +19,17 @@ import msgpack
 import numpy as np
 import pytest
 import websockets
-from helpers.policies import HORIZON, libero_observation, make_tiny_libero_checkpoint
+from helpers.policies import HORIZON, libero_observation, make_tiny_libero_checkpoint, write_random_checkpoint
 from websockets.sync.client import connect
 
+from openpi_core import normalize
 from openpi_core.policies import HoldPositionPolicy
 from openpi_core.policies.aloha_policy import make_aloha_example as aloha_policy_example
 from openpi_core.serving import codec
 from openpi_core.serving.client import PolicyConnectionError, PolicyServerError, WebsocketPolicyClient
 from openpi_core.serving.server import PolicyServer, ServerConfig
 from openpi_core.serving.spec import ObservationSpec, spec_for
+from openpi_core.training import config as _config
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_PYTHON = REPO / ".venv-client" / "bin" / "python"
@@ -423,3 +425,25 @@ def test_healthz_unreachable_when_stopped() -> None:
     server.stop()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_cli_fails_fast_and_in_one_line_without_a_tokenizer(tmp_path: Path) -> None:
+    """A tokenizer that can be neither found nor fetched ends the server in seconds, naming the file and the flag
+    (it used to retry gs:// and end in a 100-line aiohttp traceback)."""
+    stats = {k: normalize.NormStats(mean=np.zeros(14), std=np.ones(14)) for k in ("state", "actions")}
+    checkpoint = write_random_checkpoint(
+        _config.get_config("debug_aloha"), tmp_path / "ckpt", "local/aloha_demos", stats
+    )
+    url = "http://127.0.0.1:9/paligemma_tokenizer.model"
+    cmd = [sys.executable, "-m", "openpi_core.serving", "--config", "debug_aloha", "--checkpoint", str(checkpoint)]
+    start = time.monotonic()
+    result = subprocess.run(
+        [*cmd, "--port", "0", "--paligemma-tokenizer", url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [errors[0]]
+    assert url in errors[0]
+    assert "--paligemma-tokenizer" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - start < 60  # process start and model restore included; the fetch itself fails at once

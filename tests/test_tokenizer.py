@@ -175,5 +175,6 @@ def test_fast_prompt_tokens_and_action_extraction(sp_model: Path, fast: tokenize
 
 def test_fast_vocab_must_fit(sp_model: Path, fast: tokenizer.FASTActionTokenizer) -> None:
     small = make_paligemma_like_model(sp_model.parent / "small.model", num_loc=0, num_seg=0, base_vocab=300)
+    tok = tokenizer.FASTTokenizer(fast_tokenizer=fast, paligemma_model_path=small)  # loaded on first use
     with pytest.raises(ValueError, match="does not fit"):
-        tokenizer.FASTTokenizer(fast_tokenizer=fast, paligemma_model_path=small)
+        tok.tokenize("pick", np.zeros(2), None)

@@ -256,13 +256,13 @@ def test_missing_dataset_keys_are_named(tmp_path: Path, libero_dataset: Path) ->
     assert dataset[0]["state"].shape == (32,)
 
 
-def _dataset_sample(family: str, horizon: int) -> dict[str, object]:
+def _dataset_sample(family: str, horizon: int, cameras: tuple[str, ...] = ("top",)) -> dict[str, object]:
     """One item as `lerobot` returns it for each family's dataset layout (float CHW video frames)."""
     rng = np.random.default_rng(0)
     frame = rng.uniform(0, 1, (3, 48, 64)).astype(np.float32)
     if family == "aloha":
         return {
-            "observation.images.top": frame,
+            **{f"observation.images.{cam}": frame for cam in cameras},
             "observation.state": rng.uniform(-1, 1, 14),
             "action": rng.uniform(-1, 1, (horizon, 14)),
             "task": "fold",
@@ -307,13 +307,15 @@ def test_named_config_pipelines_run(name: str, tmp_path: Path, local_tokenizers:
         model = dataclasses.replace(model, fast_model_tokenizer=fast)
     data_config = dataclasses.replace(config.data, model_transforms=factory).create(tmp_path, model)
     family = next(f for f in ("aloha", "droid", "libero") if f in name)
-    sample = _dataset_sample(family, model.action_horizon)
+    sample = _dataset_sample(family, model.action_horizon, getattr(config.data, "cameras", ("top",)))
     pipeline = [tf.PromptFromLeRobotTask()] if data_config.prompt_from_task else []
-    pipeline += [
-        *data_config.repack_transforms.inputs,
-        *data_config.data_transforms.inputs,
-        *data_config.model_transforms.inputs,
-    ]
+    pipeline += data_config.repack_transforms.inputs
+    prompted = data_config.prompt_from_task or getattr(config.data, "default_prompt", None)
+    if not prompted:  # as openpi: e.g. pi0_aloha's data must carry the prompt itself
+        with pytest.raises(ValueError, match="a prompt is required"):
+            tf.compose([*pipeline, *data_config.data_transforms.inputs, *data_config.model_transforms.inputs])(sample)
+        pipeline.append(tf.InjectDefaultPrompt("pick up the cube"))
+    pipeline += [*data_config.data_transforms.inputs, *data_config.model_transforms.inputs]
     out = tf.compose(pipeline)(sample)
     if model.model_type == "pi0_fast":  # state in the text, actions as tokens: no padding
         assert out["token_loss_mask"].sum() > 3

@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from openpi_core import normalize
 from openpi_core import transforms as _transforms
+from openpi_core.errors import OpenpiError
+from openpi_core.models import tokenizer_sources
 from openpi_core.training import config as _config
 from openpi_core.training import data_loader
 
@@ -58,13 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-frames", type=int, help="use a random subset of this many frames")
     parser.add_argument("--stats-batch-size", type=int, default=32, help="frames per batch while reading")
+    tokenizer_sources.add_arguments(parser)  # accepted as train.py does; norm stats never tokenize
     args, rest = parser.parse_known_args(argv)
     if not rest or rest[0].startswith("-"):
         parser.error("the first argument is a config name (see training/train.py --help)")
-    config = _config.cli(rest)  # the config and train.py's overrides
+    config = _config.cli(rest).with_tokenizers(paligemma=args.paligemma_tokenizer, fast=args.fast_tokenizer)
     try:
         compute(config, max_frames=args.max_frames, batch_size=args.stats_batch_size)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, OpenpiError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -24,20 +24,18 @@ import sentencepiece
 import tokenizers
 from tokenizers import decoders, models, trainers
 
-from openpi_core import download
+from openpi_core.models import tokenizer_sources as sources
 
 logger = logging.getLogger(__name__)
 
-PALIGEMMA_TOKENIZER_URL = "gs://big_vision/paligemma_tokenizer.model"
-FAST_TOKENIZER_REPO = "physical-intelligence/fast"
 _PROCESSOR_CONFIG = "processor_config.json"
 _TOKENIZER_FILE = "tokenizer.json"
 
 
-def load_sentencepiece(path: str | os.PathLike[str]) -> sentencepiece.SentencePieceProcessor:
-    """A SentencePiece model from a local path or a URL (downloaded once through the project's cache)."""
-    local = download.maybe_download(path)
-    return sentencepiece.SentencePieceProcessor(model_proto=local.read_bytes())
+def load_sentencepiece(source: str | os.PathLike[str]) -> sentencepiece.SentencePieceProcessor:
+    """A SentencePiece model from a tokenizer source (a path, a URL fetched once, or a built-in small model; see
+    `tokenizer_sources`)."""
+    return sentencepiece.SentencePieceProcessor(model_proto=sources.paligemma_file(source).read_bytes())
 
 
 def discretize_state(state: np.ndarray, num_bins: int = 256) -> np.ndarray:
@@ -60,23 +58,27 @@ def _pad(max_len: int, *sequences: list) -> list[np.ndarray]:
 class PaligemmaTokenizer:
     """Prompt tokenizer of π₀ and π₀.₅ (PaliGemma's SentencePiece model: pad 0, EOS 1, BOS 2)."""
 
-    def __init__(self, max_len: int = 48, *, model_path: str | os.PathLike[str] = PALIGEMMA_TOKENIZER_URL) -> None:
+    def __init__(self, max_len: int = 48, *, model_path: str | os.PathLike[str] = sources.PALIGEMMA_URL) -> None:
+        """The model is loaded on first use, so building a pipeline (e.g. for norm stats) never fetches it."""
         self._max_len = max_len
-        self._tokenizer = load_sentencepiece(model_path)
+        self._model_path = model_path
+        self._loaded: sentencepiece.SentencePieceProcessor | None = None
 
     @property
     def sentencepiece(self) -> sentencepiece.SentencePieceProcessor:
-        return self._tokenizer
+        if self._loaded is None:
+            self._loaded = load_sentencepiece(self._model_path)
+        return self._loaded
 
     def tokenize(self, prompt: str, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(token ids int [max_len], mask bool [max_len]). With `state` (π₀.₅), the state goes into the prompt."""
         cleaned = prompt.strip().replace("_", " ").replace("\n", " ")
         if state is not None:
             state_str = " ".join(map(str, discretize_state(state)))
-            tokens = self._tokenizer.encode(f"Task: {cleaned}, State: {state_str};\nAction: ", add_bos=True)
+            tokens = self.sentencepiece.encode(f"Task: {cleaned}, State: {state_str};\nAction: ", add_bos=True)
         else:
             # "\n" is tokenized on its own: it is the "start of answer" token.
-            tokens = self._tokenizer.encode(cleaned, add_bos=True) + self._tokenizer.encode("\n")
+            tokens = self.sentencepiece.encode(cleaned, add_bos=True) + self.sentencepiece.encode("\n")
         tokens, mask = _pad(self._max_len, tokens, [True] * len(tokens))
         return tokens.astype(np.int32), mask.astype(bool)
 
@@ -160,7 +162,7 @@ class FASTActionTokenizer:
     def load(cls, path: str | os.PathLike[str]) -> FASTActionTokenizer:
         """From a folder with `processor_config.json` and `tokenizer.json` (the official tokenizer's layout), a URL,
         or a Hugging Face repo id (`physical-intelligence/fast`, downloaded by huggingface_hub)."""
-        folder = _resolve_folder(path)
+        folder = sources.fast_folder(path)
         config_path, tokenizer_path = folder / _PROCESSOR_CONFIG, folder / _TOKENIZER_FILE
         for required in (config_path, tokenizer_path):
             if not required.is_file():
@@ -247,17 +249,6 @@ class FASTActionTokenizer:
         return 0.5 * math.sqrt(time_horizon) / self.scale
 
 
-def _resolve_folder(path: str | os.PathLike[str]) -> pathlib.Path:
-    text = str(path)
-    if download.is_url(text) or pathlib.Path(text).expanduser().exists():
-        return download.maybe_download(text)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        import huggingface_hub  # noqa: PLC0415 (Hugging Face repo ids only)
-
-        return pathlib.Path(huggingface_hub.snapshot_download(text))
-    raise FileNotFoundError(f"FAST tokenizer not found: {text}")
-
-
 class FASTTokenizer:
     """π₀-FAST token sequences: `BOS Task: <prompt>, State: <bins>;\\n` then (training) `Action: <fast> |EOS`."""
 
@@ -265,23 +256,38 @@ class FASTTokenizer:
         self,
         max_len: int = 256,
         *,
-        fast_tokenizer: FASTActionTokenizer | str | os.PathLike[str] = FAST_TOKENIZER_REPO,
-        paligemma_model_path: str | os.PathLike[str] = PALIGEMMA_TOKENIZER_URL,
+        fast_tokenizer: FASTActionTokenizer | str | os.PathLike[str] = sources.FAST_REPO,
+        paligemma_model_path: str | os.PathLike[str] = sources.PALIGEMMA_URL,
         fast_skip_tokens: int = 128,
     ) -> None:
+        """Both tokenizers are loaded on first use (a pipeline can be built offline)."""
         self._max_len = max_len
-        self._paligemma = load_sentencepiece(paligemma_model_path)
-        self._fast = (
-            fast_tokenizer
-            if isinstance(fast_tokenizer, FASTActionTokenizer)
-            else FASTActionTokenizer.load(fast_tokenizer)
-        )
+        self._sources = (paligemma_model_path, fast_tokenizer)
         self._fast_skip_tokens = fast_skip_tokens
-        if self._fast.vocab_size + fast_skip_tokens > self._paligemma.vocab_size():
-            raise ValueError(
-                f"FAST vocabulary ({self._fast.vocab_size}) + skipped tokens ({fast_skip_tokens}) does not fit into "
-                f"the prompt vocabulary ({self._paligemma.vocab_size()})"
+        self._loaded: tuple[sentencepiece.SentencePieceProcessor, FASTActionTokenizer] | None = None
+
+    def _load(self) -> tuple[sentencepiece.SentencePieceProcessor, FASTActionTokenizer]:
+        if self._loaded is None:
+            paligemma_source, fast_source = self._sources
+            paligemma = load_sentencepiece(paligemma_source)
+            fast = (
+                fast_source if isinstance(fast_source, FASTActionTokenizer) else FASTActionTokenizer.load(fast_source)
             )
+            if fast.vocab_size + self._fast_skip_tokens > paligemma.vocab_size():
+                raise ValueError(
+                    f"FAST vocabulary ({fast.vocab_size}) + skipped tokens ({self._fast_skip_tokens}) does not fit "
+                    f"into the prompt vocabulary ({paligemma.vocab_size()})"
+                )
+            self._loaded = (paligemma, fast)
+        return self._loaded
+
+    @property
+    def _paligemma(self) -> sentencepiece.SentencePieceProcessor:
+        return self._load()[0]
+
+    @property
+    def _fast(self) -> FASTActionTokenizer:
+        return self._load()[1]
 
     @property
     def action_tokenizer(self) -> FASTActionTokenizer:

@@ -8,6 +8,7 @@ import numpy as np
 
 from openpi_core.images import parse_image
 from openpi_core.models import model as _model
+from openpi_core.transforms import prompt_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +36,10 @@ class DroidInputs:
             "image": dict(zip(names, images, strict=True)),
             "image_mask": dict(zip(names, masks, strict=True)),
         }
-        for key in ("actions", "prompt"):
-            if key in data:
-                inputs[key] = np.asarray(data[key]) if key == "actions" else data[key]
+        if "actions" in data:
+            inputs["actions"] = np.asarray(data["actions"])
+        if "prompt" in data:  # openpi's DROID adapter decodes bytes prompts (RLDS/TF data) here
+            inputs["prompt"] = prompt_text(data["prompt"])
         return inputs
 
 

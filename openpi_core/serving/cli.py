@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from openpi_core.errors import OpenpiError
+from openpi_core.models import tokenizer_sources
 from openpi_core.policies.hold import HoldPositionPolicy
 from openpi_core.policies.protocol import PolicyClient
 from openpi_core.serving.server import PolicyServer, ServerConfig
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         help="validate observations against this robot's layout (auto: from the config name; none: no check)",
     )
     src.add_argument("--no-warmup", action="store_true", help="do not run one inference before listening")
+    tokenizer_sources.add_arguments(p)
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all; default 127.0.0.1)")
     net.add_argument("--port", type=int, default=8000, help="port (default 8000, as openpi; 0: any free port)")
@@ -96,6 +99,8 @@ def _policy(args: argparse.Namespace) -> PolicyClient:
         args.checkpoint,
         default_prompt=args.default_prompt,
         sample_kwargs=sample_kwargs,
+        paligemma_tokenizer=args.paligemma_tokenizer,
+        fast_tokenizer=args.fast_tokenizer,
     )
 
 
@@ -119,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if robot and not args.hold and not args.no_warmup:
         start = time.perf_counter()
-        policy.infer(example_for(robot))
+        try:
+            policy.infer(example_for(robot))
+        except OpenpiError as e:  # e.g. a tokenizer that is neither local nor downloadable
+            print(f"openpi-serve: error: {e}", file=sys.stderr)
+            return 2
         logger.info("warm-up inference (compilation included) took %.1f s", time.perf_counter() - start)
     if config.api_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without an API key: anyone on the network can drive this policy", config.host)

@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from openpi_core import normalize
+from openpi_core.models import tokenizer_sources
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +81,16 @@ def save(
     train_state: Any,
     norm_stats: Mapping[str, normalize.NormStats] | None,
     asset_id: str | None,
+    tokenizers: Mapping[str, str] | None = None,
 ) -> None:
+    """`tokenizers`: the sources the run tokenized with (`{"paligemma": ..., "fast": ...}`); copies go into the
+    assets, so serving the checkpoint needs no download (`tokenizer_sources.recorded_in`)."""
+
     def write_assets(directory: pathlib.Path) -> None:
         if norm_stats is not None and asset_id is not None:
             normalize.save(directory / asset_id, norm_stats)
+        if tokenizers:
+            tokenizer_sources.save_into(directory, paligemma=tokenizers.get("paligemma"), fast=tokenizers.get("fast"))
 
     manager.save(
         step,

@@ -19,7 +19,7 @@ from flax import nnx
 from openpi_core import download, normalize
 from openpi_core import transforms as _transforms
 from openpi_core.models import model as _model
-from openpi_core.models import pi0_config, pi0_fast
+from openpi_core.models import pi0_config, pi0_fast, tokenizer_sources
 from openpi_core.models import tokenizer as _tokenizer
 from openpi_core.training import optimizer as _optimizer
 from openpi_core.training import weight_loaders
@@ -59,11 +59,13 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelTransformFactory:
-    """The model-specific transforms: default prompt, resize to 224, tokenization, padding to the action dim."""
+    """The model-specific transforms: default prompt, resize to 224, tokenization, padding to the action dim
+    (openpi's `ModelTransformFactory`). The tokenizers are sources (see `models.tokenizer_sources`): openpi's
+    downloads by default, a local path, or the small built-in ones of the debug configs."""
 
     default_prompt: str | None = None
-    paligemma_tokenizer: str = _tokenizer.PALIGEMMA_TOKENIZER_URL
-    fast_tokenizer: str = _tokenizer.FAST_TOKENIZER_REPO
+    paligemma_tokenizer: str = tokenizer_sources.PALIGEMMA_URL
+    fast_tokenizer: str = tokenizer_sources.FAST_REPO
 
     def __call__(self, model_config: ModelConfig) -> _transforms.Group:
         common = [_transforms.InjectDefaultPrompt(self.default_prompt), _transforms.ResizeImages(224, 224)]
@@ -97,6 +99,7 @@ class DataConfigFactory(abc.ABC):
     root: str | None = None
     assets: AssetsConfig = AssetsConfig()
     base_config: DataConfig | None = None
+    model_transforms: ModelTransformFactory = ModelTransformFactory()
 
     @abc.abstractmethod
     def create(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig: ...
@@ -159,7 +162,6 @@ class SimpleDataConfig(DataConfigFactory):
 
     repack_transforms: _transforms.Group = _transforms.Group()
     data_transforms: _transforms.Group = _transforms.Group()
-    model_transforms: ModelTransformFactory = ModelTransformFactory()
     action_sequence_keys: Sequence[str] = ("actions",)
     prompt_from_task: bool = False
 
@@ -201,6 +203,8 @@ class TrainConfig:
     fsdp_devices: int = 1
     # Arrays smaller than this stay replicated under FSDP.
     fsdp_min_param_mb: float = 4.0
+    # Served to clients with the policy's metadata (openpi's ALOHA configs carry the arm's `reset_pose`).
+    policy_metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -227,6 +231,25 @@ class TrainConfig:
     @property
     def checkpoint_dir(self) -> pathlib.Path:
         return (pathlib.Path(self.checkpoint_base_dir) / self.name / self.exp_name).resolve()
+
+    def with_tokenizers(self, *, paligemma: str | None = None, fast: str | None = None) -> TrainConfig:
+        """This config with other tokenizer sources (None keeps the config's)."""
+        factory = self.data.model_transforms
+        factory = dataclasses.replace(
+            factory,
+            paligemma_tokenizer=paligemma or factory.paligemma_tokenizer,
+            fast_tokenizer=fast or factory.fast_tokenizer,
+        )
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, model_transforms=factory))
+
+    @property
+    def tokenizer_sources(self) -> dict[str, str]:
+        """The sources this config's model reads: PaliGemma always, FAST for π₀-FAST."""
+        factory = self.data.model_transforms
+        sources = {"paligemma": factory.paligemma_tokenizer}
+        if isinstance(self.model, pi0_fast.Pi0FASTConfig):
+            sources["fast"] = self.model.fast_model_tokenizer or factory.fast_tokenizer
+        return sources
 
     @property
     def effective_freeze_filter(self) -> Any:

@@ -224,6 +224,7 @@ def train(config: TrainConfig) -> TrainState:
                 train_state=rest,
                 norm_stats=data_config.norm_stats,
                 asset_id=data_config.asset_id,
+                tokenizers=config.tokenizer_sources,
             )
             logger.info("Saved checkpoint %s/%d", config.checkpoint_dir, done)
     progress.close()

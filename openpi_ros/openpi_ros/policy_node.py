@@ -10,7 +10,8 @@ Parameters (all read in `on_configure`; the policy is loaded there, never in the
   0 keeps the camera size).
 - ``policy``: ``hold`` (state echo, no model), ``checkpoint`` (``config_name`` + ``checkpoint_dir``, in-process) or
   ``remote`` (``server_url``; the API key from the file ``api_key_file`` or ``$OPENPI_SERVER_API_KEY``, never a
-  parameter, which anyone on the graph could read); ``num_steps``, ``default_prompt``; ``inference_timeout`` (s,
+  parameter, which anyone on the graph could read); ``num_steps``, ``default_prompt``, ``paligemma_tokenizer`` /
+  ``fast_tokenizer`` (local tokenizer copies; default: the checkpoint's); ``inference_timeout`` (s,
   one remote request) and ``connect_timeout`` (s, reaching the server at configure).
 - ``prompt`` (also the ``set_prompt`` service and the ``prompt`` topic), ``rate`` (Hz), ``max_age`` / ``max_skew``
   (s), ``control_period`` (s between chunk rows; default from the robot), ``horizon`` (hold only).
@@ -95,6 +96,8 @@ def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
             params["checkpoint_dir"],
             default_prompt=params["default_prompt"] or None,
             sample_kwargs=sample_kwargs,
+            paligemma_tokenizer=params["paligemma_tokenizer"] or None,
+            fast_tokenizer=params["fast_tokenizer"] or None,
         )
     raise ValueError(f"parameter 'policy': unknown source {source!r}; available: {', '.join(POLICY_SOURCES)}")
 
@@ -125,6 +128,8 @@ class PolicyNode(LifecycleNode):
             ("checkpoint_dir", ""),
             ("server_url", ""),
             ("api_key_file", ""),
+            ("paligemma_tokenizer", ""),
+            ("fast_tokenizer", ""),
             ("default_prompt", ""),
             ("prompt", ""),
         ):

@@ -30,7 +30,8 @@ def make_tiny_libero_checkpoint(tmp: Path, *, horizon: int = HORIZON) -> tuple[_
         name="libero_tiny",
         model=dataclasses.replace(debug.model, action_horizon=horizon),
         data=libero.LeRobotLiberoDataConfig(
-            model_transforms=_config.ModelTransformFactory(paligemma_tokenizer=str(sp))
+            extra_delta_transform=True,  # as pi0_libero
+            model_transforms=_config.ModelTransformFactory(paligemma_tokenizer=str(sp)),
         ),
         assets_base_dir=str(tmp / "assets"),
     )

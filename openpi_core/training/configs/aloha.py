@@ -10,7 +10,7 @@ from openpi_core.models import model as _model
 from openpi_core.models import pi0_config
 from openpi_core.policies import aloha_policy
 from openpi_core.training import weight_loaders
-from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFactory, ModelTransformFactory, TrainConfig
+from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFactory, TrainConfig
 
 BASE = "gs://openpi-assets/checkpoints"
 
@@ -20,13 +20,13 @@ class LeRobotAlohaDataConfig(DataConfigFactory):
     """LeRobot ALOHA layout: `observation.images.<cam>`, `observation.state` [14], `action` [14]."""
 
     repo_id: str = "lerobot/aloha_sim_transfer_cube_human"
-    # LeRobot v3 samples carry their task; it is the prompt (a default_prompt fills in only where none is set).
-    base_config: DataConfig | None = DataConfig(prompt_from_task=True)
+    # openpi's ALOHA configs do not take the prompt from the dataset's task (`default_prompt` is the prompt); set
+    # base_config=DataConfig(prompt_from_task=True) for datasets whose task is the instruction (converted bags).
+    base_config: DataConfig | None = None
     use_delta_joint_actions: bool = True
     default_prompt: str | None = None
     adapt_to_pi: bool = True
     cameras: tuple[str, ...] = ("top",)
-    model_transforms: ModelTransformFactory = ModelTransformFactory()
 
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
         camera_names = {
@@ -53,26 +53,68 @@ class LeRobotAlohaDataConfig(DataConfigFactory):
         return dataclasses.replace(config, action_sequence_keys=("action",))
 
 
+# openpi's inference ALOHA configs tell the client where to park the arms (served with the policy's metadata).
+_RESET_POSE = {"reset_pose": [0, -1.5, 1.5, 0, 0, 0]}
+_THREE_CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
+_TROSSEN = AssetsConfig(asset_id="trossen")
+
 CONFIGS = [
     TrainConfig(
         name="pi0_aloha",
         model=pi0_config.Pi0Config(),
-        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=AssetsConfig(asset_id="trossen")),
+        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=_TROSSEN),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        policy_metadata=_RESET_POSE,
     ),
     TrainConfig(
         name="pi05_aloha",
         model=pi0_config.Pi0Config(pi05=True),
-        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=AssetsConfig(asset_id="trossen")),
+        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=_TROSSEN),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_base/params"),
+        policy_metadata=_RESET_POSE,
     ),
     TrainConfig(
         name="pi0_aloha_towel",
         model=pi0_config.Pi0Config(),
+        data=LeRobotAlohaDataConfig(repo_id="aloha", assets=_TROSSEN, default_prompt="fold the towel"),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        policy_metadata=_RESET_POSE,
+    ),
+    TrainConfig(
+        name="pi0_aloha_tupperware",
+        model=pi0_config.Pi0Config(),
         data=LeRobotAlohaDataConfig(
-            repo_id="aloha", assets=AssetsConfig(asset_id="trossen"), default_prompt="fold the towel"
+            repo_id="aloha",
+            assets=_TROSSEN,
+            default_prompt="open the tupperware and put the food on the plate",
         ),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        policy_metadata=_RESET_POSE,
+    ),
+    TrainConfig(
+        name="pi0_aloha_pen_uncap",
+        model=pi0_config.Pi0Config(),
+        data=LeRobotAlohaDataConfig(
+            repo_id="physical-intelligence/aloha_pen_uncap_diverse",
+            assets=AssetsConfig(assets_dir=f"{BASE}/pi0_base/assets", asset_id="trossen"),
+            default_prompt="uncap the pen",
+            cameras=_THREE_CAMERAS,
+        ),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
+        num_train_steps=20_000,
+    ),
+    TrainConfig(
+        name="pi05_aloha_pen_uncap",
+        model=pi0_config.Pi0Config(pi05=True),
+        data=LeRobotAlohaDataConfig(
+            repo_id="physical-intelligence/aloha_pen_uncap_diverse",
+            assets=AssetsConfig(assets_dir=f"{BASE}/pi05_base/assets", asset_id="trossen"),
+            default_prompt="uncap the pen",
+            cameras=_THREE_CAMERAS,
+        ),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_base/params"),
+        num_train_steps=20_000,
+        batch_size=64,
     ),
     TrainConfig(
         name="pi0_aloha_sim",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from openpi_core.models import pi0_config, pi0_fast
+from openpi_core.models import pi0_config, pi0_fast, tokenizer_sources
 from openpi_core.training import optimizer
-from openpi_core.training.config import FakeDataConfig, TrainConfig
+from openpi_core.training.config import DataConfig, FakeDataConfig, ModelTransformFactory, TrainConfig
 from openpi_core.training.configs.aloha import LeRobotAlohaDataConfig
 
 TINY = {"paligemma_variant": "dummy", "vision_variant": "mu/14", "vocab_size": 1024, "dtype": "float32"}
+# Offline by default: small tokenizers made in-process (1024 prompt ids, as TINY's vocabulary).
+SMALL_TOKENIZERS = ModelTransformFactory(
+    paligemma_tokenizer=tokenizer_sources.SMALL_PALIGEMMA, fast_tokenizer=tokenizer_sources.SMALL_FAST
+)
 
 
 def _debug(name: str, model: object, **overrides: object) -> TrainConfig:
     defaults = {"batch_size": 2, "num_workers": 0, "num_train_steps": 10, "log_interval": 1, "save_interval": 5}
-    return TrainConfig(name=name, exp_name="debug", model=model, **({"data": FakeDataConfig()} | defaults | overrides))
+    data = FakeDataConfig(model_transforms=SMALL_TOKENIZERS)
+    return TrainConfig(name=name, exp_name="debug", model=model, **({"data": data} | defaults | overrides))
 
 
 CONFIGS = [
@@ -30,7 +35,12 @@ CONFIGS = [
     _debug(
         "debug_aloha",
         pi0_config.Pi0Config(action_expert_variant="dummy", action_horizon=10, **TINY),
-        data=LeRobotAlohaDataConfig(repo_id="local/aloha_demos", cameras=("top", "left_wrist", "right_wrist")),
+        data=LeRobotAlohaDataConfig(
+            repo_id="local/aloha_demos",
+            cameras=("top", "left_wrist", "right_wrist"),
+            base_config=DataConfig(prompt_from_task=True),  # converted bags carry the instruction as the task
+            model_transforms=SMALL_TOKENIZERS,
+        ),
         num_train_steps=20,
     ),
 ]

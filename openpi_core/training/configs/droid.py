@@ -10,7 +10,7 @@ from openpi_core.models import model as _model
 from openpi_core.models import pi0_config, pi0_fast
 from openpi_core.policies import droid_policy
 from openpi_core.training import weight_loaders
-from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFactory, ModelTransformFactory, TrainConfig
+from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFactory, TrainConfig
 
 BASE = "gs://openpi-assets/checkpoints"
 
@@ -23,7 +23,6 @@ class LeRobotDROIDDataConfig(DataConfigFactory):
     repo_id: str = "droid"
     assets: AssetsConfig = AssetsConfig(asset_id="droid")
     base_config: DataConfig | None = DataConfig(prompt_from_task=True)
-    model_transforms: ModelTransformFactory = ModelTransformFactory()
 
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
         repack = {
@@ -60,5 +59,17 @@ CONFIGS = [
         model=pi0_config.Pi0Config(pi05=True, action_horizon=15),
         data=LeRobotDROIDDataConfig(),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_base/params"),
+    ),
+    # Fine-tune π₀.₅-DROID on your own (small) DROID dataset in LeRobot format, reusing DROID's norm stats.
+    TrainConfig(
+        name="pi05_droid_finetune",
+        model=pi0_config.Pi0Config(pi05=True, action_dim=32, action_horizon=16),
+        data=LeRobotDROIDDataConfig(
+            repo_id="your_hf_username/my_droid_dataset",
+            assets=AssetsConfig(assets_dir=f"{BASE}/pi05_droid/assets", asset_id="droid"),
+        ),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi05_droid/params"),
+        num_train_steps=20_000,
+        batch_size=32,
     ),
 ]

@@ -10,7 +10,7 @@ from openpi_core.models import model as _model
 from openpi_core.models import pi0_config, pi0_fast
 from openpi_core.policies import libero_policy
 from openpi_core.training import optimizer, weight_loaders
-from openpi_core.training.config import DataConfig, DataConfigFactory, ModelTransformFactory, TrainConfig
+from openpi_core.training.config import DataConfig, DataConfigFactory, TrainConfig
 
 BASE = "gs://openpi-assets/checkpoints"
 
@@ -21,9 +21,9 @@ class LeRobotLiberoDataConfig(DataConfigFactory):
 
     repo_id: str = "physical-intelligence/libero"
     base_config: DataConfig | None = DataConfig(prompt_from_task=True)
-    model_transforms: ModelTransformFactory = ModelTransformFactory()
-    # Joints are relative to the state (6 dims), the gripper stays absolute.
-    use_delta_actions: bool = True
+    # LIBERO's actions are already deltas; openpi's older π₀ / π₀-FAST LIBERO checkpoints were trained with one more
+    # delta transform on the 6 end-effector dims (openpi's `extra_delta_transform`), π₀.₅'s without.
+    extra_delta_transform: bool = False
 
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
         repack = {
@@ -36,7 +36,7 @@ class LeRobotLiberoDataConfig(DataConfigFactory):
         data = _transforms.Group(
             inputs=[libero_policy.LiberoInputs(model_config.model_type)], outputs=[libero_policy.LiberoOutputs()]
         )
-        if self.use_delta_actions:
+        if self.extra_delta_transform:
             mask = _transforms.make_bool_mask(6, -1)
             data = data.push(inputs=[_transforms.DeltaActions(mask)], outputs=[_transforms.AbsoluteActions(mask)])
         return self.with_transforms(
@@ -44,18 +44,27 @@ class LeRobotLiberoDataConfig(DataConfigFactory):
         )
 
 
+def _libero(*, extra_delta_transform: bool) -> LeRobotLiberoDataConfig:
+    return LeRobotLiberoDataConfig(extra_delta_transform=extra_delta_transform)
+
+
+_PI0_LORA = pi0_config.Pi0Config(paligemma_variant="gemma_2b_lora", action_expert_variant="gemma_300m_lora")
+_FAST_LORA = pi0_fast.Pi0FASTConfig(
+    action_dim=7, action_horizon=10, max_token_len=180, paligemma_variant="gemma_2b_lora"
+)
+
 CONFIGS = [
     TrainConfig(
         name="pi0_libero",
         model=pi0_config.Pi0Config(),
-        data=LeRobotLiberoDataConfig(),
+        data=_libero(extra_delta_transform=True),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
         num_train_steps=30_000,
     ),
     TrainConfig(
         name="pi0_libero_low_mem_finetune",
-        model=pi0_config.Pi0Config(paligemma_variant="gemma_2b_lora", action_expert_variant="gemma_300m_lora"),
-        data=LeRobotLiberoDataConfig(),
+        model=_PI0_LORA,
+        data=_libero(extra_delta_transform=True),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_base/params"),
         num_train_steps=30_000,
         ema_decay=None,
@@ -63,14 +72,22 @@ CONFIGS = [
     TrainConfig(
         name="pi0_fast_libero",
         model=pi0_fast.Pi0FASTConfig(action_dim=7, action_horizon=10, max_token_len=180),
-        data=LeRobotLiberoDataConfig(),
+        data=_libero(extra_delta_transform=True),
         weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_fast_base/params"),
         num_train_steps=30_000,
     ),
     TrainConfig(
+        name="pi0_fast_libero_low_mem_finetune",
+        model=_FAST_LORA,
+        data=_libero(extra_delta_transform=True),
+        weight_loader=weight_loaders.CheckpointWeightLoader(f"{BASE}/pi0_fast_base/params"),
+        num_train_steps=30_000,
+        ema_decay=None,
+    ),
+    TrainConfig(
         name="pi05_libero",
         model=pi0_config.Pi0Config(pi05=True, action_horizon=10, discrete_state_input=False),
-        data=LeRobotLiberoDataConfig(),
+        data=_libero(extra_delta_transform=False),
         batch_size=256,
         lr_schedule=optimizer.CosineDecaySchedule(
             warmup_steps=10_000, peak_lr=5e-5, decay_steps=1_000_000, decay_lr=5e-5
