@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,3 +67,16 @@ def test_serving_benchmark_reports(capsys: pytest.CaptureFixture[str]) -> None:
         r = result[run]
         assert 0 < r["overhead_ms_p50"] <= r["overhead_ms_p99"]
         assert r["overhead_ms_p50"] < r["round_trip_ms_p50"]
+
+
+def test_fullsize_path_at_tiny_size(tmp_path: Path) -> None:
+    """The full-size benchmark's path (checkpoint in openpi's layout -> openpi-serve -> an ALOHA and a DROID
+    observation) with the debug configs; the full-size run itself is a README command."""
+    out = tmp_path / "fullsize.json"
+    cmd = [sys.executable, "-m", "openpi_core.serving.fullsize_benchmark", "--size", "tiny", "--workdir", str(tmp_path)]
+    result = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = {r["robot"]: r for r in json.loads(out.read_text())}
+    assert rows["aloha"]["chunk_shape"] == [10, 14]
+    assert rows["droid"]["chunk_shape"] == [10, 8]
+    assert all(r["restore_s"] > 0 and r["compile_s"] > 0 and r["server_peak_gib"] > 0 for r in rows.values())

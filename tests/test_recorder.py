@@ -102,7 +102,8 @@ def test_recorder_records_episodes_that_convert_and_train(
         "repo_id": "local/aloha_demos",
         "fps": 30,
         "robot_type": "aloha",
-        "max_staleness": 0.25,  # a 2-core box running the robot, the recorder and DDS can hiccup
+        "max_staleness": 0.25,  # a 2-core box running the robot, the recorder and DDS can hiccup:
+        "on_bad": "split",  # a hiccup ends an episode rather than the conversion
         "cameras": {"top": topics[0], "left_wrist": topics[1], "right_wrist": topics[2]},
         "state": [{"topic": topics[3]}],
         "action": "next_state",
@@ -111,7 +112,7 @@ def test_recorder_records_episodes_that_convert_and_train(
     dataset = tmp_path / "aloha_demos"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "openpi_core.training.rosbag_convert", str(tmp_path / "demos"),
+        [sys.executable, "-m", "openpi_core.rosbag_to_lerobot.convert", str(tmp_path / "demos"),
          "--mapping", str(tmp_path / "mapping.yaml"), "--output", str(dataset), "--quiet"],
         check=False, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip

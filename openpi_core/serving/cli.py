@@ -94,7 +94,8 @@ def _policy(args: argparse.Namespace) -> PolicyClient:
 
     sample_kwargs = {"num_steps": args.num_steps} if args.num_steps else None
     logger.info("loading %s from %s", args.config, args.checkpoint)
-    return create_trained_policy(
+    start = time.perf_counter()
+    policy = create_trained_policy(
         _config.get_config(args.config),
         args.checkpoint,
         default_prompt=args.default_prompt,
@@ -102,6 +103,8 @@ def _policy(args: argparse.Namespace) -> PolicyClient:
         paligemma_tokenizer=args.paligemma_tokenizer,
         fast_tokenizer=args.fast_tokenizer,
     )
+    logger.info("policy restored in %.1f s", time.perf_counter() - start)
+    return policy
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from openpi_core.rosbag_to_lerobot.metadata_keys import END_DISCARDED, END_KEY, END_SHUTDOWN, END_STOPPED, TASK_KEY
 from openpi_msgs.srv import StartEpisode, StopEpisode
 from openpi_ros.ros_util import optional_list, run_node
 
@@ -69,7 +70,7 @@ class EpisodeBag:
         self._typestore = typestore
         self._writer = Writer(path, version=9, storage_plugin=plugin)
         self._writer.open()
-        self._writer.set_custom_data("openpi.task", task)
+        self._writer.set_custom_data(TASK_KEY, task)
         self._writer.set_custom_data("openpi.recorder", "openpi_ros recorder")
         self._connections: dict[str, object] = {}
 
@@ -84,7 +85,7 @@ class EpisodeBag:
         self.messages += 1
 
     def close(self, end: str) -> None:
-        self._writer.set_custom_data("openpi.end", end)
+        self._writer.set_custom_data(END_KEY, end)
         self._writer.close()
 
 
@@ -182,7 +183,7 @@ class RecorderNode(Node):
             response.success, response.message = False, "no episode is recording"
             return response
         bag, self._bag = self._bag, None
-        bag.close("discarded" if request.discard else "stopped")
+        bag.close(END_DISCARDED if request.discard else END_STOPPED)
         response.success, response.messages = True, bag.messages
         if request.discard:
             shutil.rmtree(bag.path)
@@ -196,7 +197,7 @@ class RecorderNode(Node):
     def destroy_node(self) -> None:
         if self._bag is not None:
             bag, self._bag = self._bag, None
-            bag.close("shutdown")
+            bag.close(END_SHUTDOWN)
             self.get_logger().info(f"closed {bag.path.name} on shutdown ({bag.messages} messages)")
         super().destroy_node()
 

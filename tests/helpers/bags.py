@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from openpi_core.rosbag_to_lerobot.metadata_keys import TASK_KEY
+
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS  # bag start (epoch ns)
 ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
@@ -83,12 +85,16 @@ def write_demo_bag(
     skip_topics: Sequence[str] = (),
     rename_joint: str | None = None,
     backwards_at: float | None = None,
+    nan_at: float | None = None,
+    receive_delay: dict[str, float] | None = None,
     markers: Sequence[tuple[float, str]] = (),
     ros1: bool = False,
 ) -> Path:
     """A demo bag: `cameras` at their rates (raw rgb8 or JPEG), two 7-joint arms and their commands at
     `joint_rate`. Header stamps are the publish times; log times are 2 ms later (transport). Options break it in
-    the ways a real recording breaks: a camera gap, a missing topic, a renamed joint, a stamp going backwards."""
+    the ways a real recording breaks: a camera gap, a missing topic, a renamed joint, a stamp going backwards, a NaN
+    joint reading (`nan_at`: the left elbow of the reading at that time), a topic delivered late (`receive_delay`:
+    seconds added to its log times, its header stamps stay right)."""
     from rosbags.typesys import Stores, get_typestore  # noqa: PLC0415
 
     store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_KILTED)
@@ -140,7 +146,10 @@ def write_demo_bag(
                     and abs(t - backwards_at) < 0.5 / joint_rate
                 ):
                     stamp -= NS // 2  # a publisher's clock jumped back; receive times stay in order
+                received += round((receive_delay or {}).get(topic, 0.0) * NS)
                 values = joint_values(t, len(names), sign)
+                if nan_at is not None and topic == "/left/joint_states" and abs(t - nan_at) < 0.5 / joint_rate:
+                    values[2] = np.nan
                 order = np.arange(len(names))
                 if shuffle_joint_order and i % 2:
                     order = order[::-1]
@@ -176,7 +185,7 @@ def _write(path: Path, messages: list, store: object, *, storage: str, task: str
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         if task is not None:
-            writer.set_custom_data("openpi.task", task)
+            writer.set_custom_data(TASK_KEY, task)
         connections = {}
         for log_ns, topic, msg, msgtype in messages:
             if topic not in connections:

@@ -6,6 +6,7 @@ from openpi_core.models import pi0_config, pi0_fast, tokenizer_sources
 from openpi_core.training import optimizer
 from openpi_core.training.config import DataConfig, FakeDataConfig, ModelTransformFactory, TrainConfig
 from openpi_core.training.configs.aloha import LeRobotAlohaDataConfig
+from openpi_core.training.configs.droid import LeRobotDROIDDataConfig
 
 TINY = {"paligemma_variant": "dummy", "vision_variant": "mu/14", "vocab_size": 1024, "dtype": "float32"}
 # Offline by default: small tokenizers made in-process (1024 prompt ids, as TINY's vocabulary).
@@ -41,6 +42,13 @@ CONFIGS = [
             base_config=DataConfig(prompt_from_task=True),  # converted bags carry the instruction as the task
             model_transforms=SMALL_TOKENIZERS,
         ),
+        num_train_steps=20,
+    ),
+    # A tiny π₀.₅ on a DROID-layout LeRobot dataset (joint velocities + gripper), as debug_aloha for ALOHA.
+    _debug(
+        "debug_droid",
+        pi0_config.Pi0Config(action_expert_variant="dummy", pi05=True, action_horizon=10, **TINY),
+        data=LeRobotDROIDDataConfig(repo_id="local/droid_demos", model_transforms=SMALL_TOKENIZERS),
         num_train_steps=20,
     ),
 ]

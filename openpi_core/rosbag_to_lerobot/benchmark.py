@@ -1,4 +1,4 @@
-"""Conversion throughput: `python -m openpi_core.training.rosbag_benchmark [--seconds 60] [--bags 1] [--workers N]`.
+"""Conversion throughput: `python -m openpi_core.rosbag_to_lerobot.benchmark [--seconds 60] [--bags 1] [--workers N]`.
 
 Writes demo bag(s) like a real ALOHA recording (three raw rgb8 cameras, 480x640 at 30 fps, a textured scene that
 moves so the video encoder has real work; two 7-joint arms and their commands at 50 Hz), converts them into a
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from openpi_core.training.rosbag_convert import convert, format_report
-from openpi_core.training.rosbag_mapping import parse_mapping
+from openpi_core.rosbag_to_lerobot.convert import convert
+from openpi_core.rosbag_to_lerobot.mapping import parse_mapping
+from openpi_core.rosbag_to_lerobot.report import format_report
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS

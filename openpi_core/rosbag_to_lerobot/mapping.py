@@ -1,4 +1,4 @@
-"""The YAML mapping from a robot's ROS topics to a LeRobot dataset's features (see `rosbag_convert`).
+"""The YAML mapping from a robot's ROS topics to a LeRobot dataset's features (see `openpi_core.rosbag_to_lerobot`).
 
 ```yaml
 repo_id: local/aloha_demos          # the dataset's name (LeRobot repo id)
@@ -6,14 +6,18 @@ fps: 30                             # frame rate of the dataset; every stream is
 robot_type: aloha
 task: fold the towel                # used where a bag (or its episode marker) carries no task text
 timestamps: header                  # header (the messages' header.stamp) | receive (the bag's log time)
-max_staleness: 0.1                  # s: a frame whose newest message of a stream is older is dropped
-min_episode_frames: 10              # shorter episodes (after splitting at gaps) are dropped
+max_staleness: 0.1                  # s: a frame whose newest message of a stream is older is stale
+max_skew: 0.1                       # s: the largest spread of a frame's messages' header stamps (default max_staleness)
+on_bad: fail                        # stale frames, NaN/Inf values, time going back, skew: fail | drop_frames | split
+min_episode_frames: 10              # shorter episodes (after dropping or splitting) are dropped
 cameras:                            # observation.images.<name>; sensor_msgs/Image or CompressedImage
   top: /cam_high/image_raw
   left_wrist: {topic: /cam_left_wrist/image_raw/compressed, max_staleness: 0.15}
 state:                              # observation.state: sensor_msgs/JointState, concatenated in this order
   - {topic: /left/joint_states, joints: [waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate, gripper]}
   - {topic: /right/joint_states, field: position}     # joints omitted: the names of the first message
+  # Feature names (info.json): `names: [...]` per stream, else the joint names, prefixed with the topic's namespace
+  # ("left/waist") when there are several streams.
 action:                             # action: next_state, or topics (JointState by joint name, or
   source: topics                    # std_msgs Float64MultiArray / Float32MultiArray with optional indices)
   topics:
@@ -33,15 +37,16 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from openpi_core.rosbag_to_lerobot.errors import MappingError
+
+__all__ = ["ON_BAD", "StreamSpec", "TopicMapping", "load_mapping", "parse_mapping"]
+
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_TYPES = ("sensor_msgs/msg/JointState",)
 ARRAY_TYPES = ("std_msgs/msg/Float64MultiArray", "std_msgs/msg/Float32MultiArray")
 MARKER_TYPES = ("std_msgs/msg/String", "std_msgs/msg/Bool")
 JOINT_FIELDS = ("position", "velocity", "effort")
-
-
-class MappingError(ValueError):
-    """The mapping file is invalid; the message names the file and the key."""
+ON_BAD = ("fail", "drop_frames", "split")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +58,13 @@ class StreamSpec:
     field: str = "position"  # JointState field
     indices: tuple[int, ...] | None = None  # Float*MultiArray: the elements to take (None: all)
     max_staleness: float | None = None  # s; None: the mapping's max_staleness
+    names: tuple[str, ...] | None = None  # feature names of this stream's values (None: derived)
 
 
 @dataclasses.dataclass(frozen=True)
-class Mapping:
+class TopicMapping:
+    """Which topics become which LeRobot features, and how they are resampled and checked."""
+
     repo_id: str
     fps: int
     cameras: dict[str, StreamSpec]
@@ -67,6 +75,8 @@ class Mapping:
     task: str | None = None
     timestamps: str = "header"  # header | receive
     max_staleness: float = 0.1
+    max_skew: float | None = None  # s; None: max_staleness
+    on_bad: str = "fail"  # fail | drop_frames | split
     min_episode_frames: int = 10
     split: str = "bag"  # bag | markers
     marker_topic: str | None = None
@@ -75,6 +85,10 @@ class Mapping:
 
     def staleness(self, spec: StreamSpec) -> float:
         return self.max_staleness if spec.max_staleness is None else spec.max_staleness
+
+    @property
+    def skew(self) -> float:
+        return self.max_staleness if self.max_skew is None else self.max_skew
 
     @property
     def streams(self) -> list[StreamSpec]:
@@ -95,7 +109,7 @@ def _check_keys(where: str, data: dict, allowed: set[str]) -> None:
 def _stream(where: str, data: Any, *, kind: str) -> StreamSpec:
     if isinstance(data, str):
         data = {"topic": data}
-    allowed = {"topic", "max_staleness"} | ({"joints", "field", "indices"} if kind != "camera" else set())
+    allowed = {"topic", "max_staleness"} | ({"joints", "field", "indices", "names"} if kind != "camera" else set())
     if isinstance(data, dict):
         _check_keys(where, data, allowed)
     if not isinstance(data, dict) or not isinstance(data.get("topic"), str) or not data["topic"]:
@@ -118,12 +132,20 @@ def _stream(where: str, data: Any, *, kind: str) -> StreamSpec:
     staleness = data.get("max_staleness")
     if staleness is not None and not (isinstance(staleness, int | float) and staleness > 0):
         raise MappingError(f"{where}.max_staleness: expected seconds > 0, got {staleness!r}")
+    names = data.get("names")
+    if names is not None and (
+        not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise MappingError(f"{where}.names: expected a non-empty list of feature names, got {names!r}")
+    if names is not None and joints is not None and len(names) != len(joints):
+        raise MappingError(f"{where}.names: {len(names)} names for {len(joints)} joints")
     return StreamSpec(
         topic=_absolute(data["topic"]),
         joints=tuple(joints) if joints is not None else None,
         field=field,
         indices=tuple(indices) if indices is not None else None,
         max_staleness=float(staleness) if staleness is not None else None,
+        names=tuple(names) if names is not None else None,
     )
 
 
@@ -133,13 +155,13 @@ def _streams(where: str, data: Any) -> tuple[StreamSpec, ...]:
     return tuple(_stream(f"{where}[{i}]", item, kind="joints") for i, item in enumerate(data))
 
 
-def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
-    """A validated `Mapping` from parsed YAML; errors name `source` and the key."""
+def parse_mapping(data: Any, source: str = "mapping") -> TopicMapping:
+    """A validated `TopicMapping` from parsed YAML; errors name `source` and the key."""
     if not isinstance(data, dict):
         raise MappingError(f"{source}: expected a mapping at the top level")
     top = {
-        "repo_id", "fps", "robot_type", "task", "timestamps", "max_staleness", "min_episode_frames", "cameras",
-        "state", "action", "episodes", "video", "vcodec",
+        "repo_id", "fps", "robot_type", "task", "timestamps", "max_staleness", "max_skew", "on_bad",
+        "min_episode_frames", "cameras", "state", "action", "episodes", "video", "vcodec",
     }  # fmt: skip
     _check_keys(source, data, top)
     for key in ("fps", "cameras", "state", "action"):
@@ -185,6 +207,12 @@ def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
     staleness = data.get("max_staleness", 0.1)
     if not isinstance(staleness, int | float) or staleness <= 0:
         raise MappingError(f"{source}.max_staleness: expected seconds > 0, got {staleness!r}")
+    skew = data.get("max_skew")
+    if skew is not None and (not isinstance(skew, int | float) or skew <= 0):
+        raise MappingError(f"{source}.max_skew: expected seconds > 0, got {skew!r}")
+    on_bad = data.get("on_bad", "fail")
+    if on_bad not in ON_BAD:
+        raise MappingError(f"{source}.on_bad: {on_bad!r}; expected one of {list(ON_BAD)}")
     min_frames = data.get("min_episode_frames", 10)
     if not isinstance(min_frames, int) or min_frames < 2:
         raise MappingError(f"{source}.min_episode_frames: expected an integer >= 2, got {min_frames!r}")
@@ -200,7 +228,7 @@ def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
         seen[spec.topic] = role
     if marker and marker in seen:
         raise MappingError(f"{source}.episodes.marker_topic: {marker} is already used as {seen[marker]}")
-    return Mapping(
+    return TopicMapping(
         repo_id=repo_id,
         fps=fps,
         cameras=camera_specs,
@@ -211,6 +239,8 @@ def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
         task=data.get("task"),
         timestamps=timestamps,
         max_staleness=float(staleness),
+        max_skew=float(skew) if skew is not None else None,
+        on_bad=on_bad,
         min_episode_frames=min_frames,
         split=split,
         marker_topic=marker or None,
@@ -219,7 +249,7 @@ def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
     )
 
 
-def load_mapping(path: str | Path) -> Mapping:
+def load_mapping(path: str | Path) -> TopicMapping:
     import yaml  # noqa: PLC0415
 
     path = Path(path)
