@@ -93,6 +93,26 @@ class RepackTransform:
 
 
 @dataclasses.dataclass(frozen=True)
+class SplitVector:
+    """Split the vector at `key` into consecutive parts: `SplitVector("state", {"joints": 7, "gripper": 1})`
+    (a converted dataset's concatenated state -> an adapter's separate keys)."""
+
+    key: str
+    parts: Mapping[str, int]
+
+    def __call__(self, data: DataDict) -> DataDict:
+        vector = np.asarray(data[self.key])
+        if vector.shape[-1] != sum(self.parts.values()):
+            raise ValueError(f"{self.key}: {vector.shape[-1]} values, expected {sum(self.parts.values())} to split")
+        out = {k: v for k, v in data.items() if k != self.key}
+        start = 0
+        for name, size in self.parts.items():
+            out[name] = vector[..., start : start + size]
+            start += size
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
 class InjectDefaultPrompt:
     prompt: str | None
 

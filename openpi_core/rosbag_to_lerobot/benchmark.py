@@ -1,26 +1,30 @@
-"""Conversion throughput: `python -m openpi_core.rosbag_to_lerobot.benchmark [--seconds 60] [--bags 1] [--workers N]`.
+"""Conversion throughput: `python -m openpi_core.rosbag_to_lerobot.benchmark [--seconds 60] [--busy-cores 1]`.
 
 Writes demo bag(s) like a real ALOHA recording (three raw rgb8 cameras, 480x640 at 30 fps, a textured scene that
-moves so the video encoder has real work; two 7-joint arms and their commands at 50 Hz), converts them into a
-LeRobot dataset with `openpi-convert-rosbag`'s code (videos encoded) and prints frames per second and the
-multiple of real time. Everything is written under --workdir (default: a temporary folder, removed afterwards).
+moves so the video encoder has real work; two 7-joint arms and their commands at 50 Hz), converts them with
+`openpi-convert-rosbag` once per codec (`--vcodecs`), in one run, and prints per codec: frames/s, the multiple of
+real time, CPU seconds per frame and the peak memory of the conversion's largest process, the video size and how
+fast a training loader decodes it. `--busy-cores N` keeps N busy-loop processes running meanwhile. Everything is
+written under --workdir (default: a temporary folder, removed afterwards).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from openpi_core.rosbag_to_lerobot.convert import convert
-from openpi_core.rosbag_to_lerobot.mapping import parse_mapping
-from openpi_core.rosbag_to_lerobot.report import format_report
+from openpi_core.rosbag_to_lerobot.metadata_keys import TASK_KEY
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
@@ -60,7 +64,7 @@ def write_bag(path: Path, seconds: float, *, height: int = 480, width: int = 640
     events.sort()
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     with Writer(path, version=9, storage_plugin=plugin) as writer:
-        writer.set_custom_data("openpi.task", "transfer the cube")
+        writer.set_custom_data(TASK_KEY, "transfer the cube")
         connections = {}
         for stamp, _, topic, i in events:
             if topic.endswith("image_raw"):
@@ -99,6 +103,42 @@ MAPPING = {
 }  # fmt: skip
 
 
+def _busy_loop() -> None:
+    while True:
+        pass
+
+
+def _video_figures(dataset: Path) -> tuple[float, float]:
+    """(MiB of video, decode frames/s of one camera's first video file through PyAV, as a training loader reads)."""
+    import av  # noqa: PLC0415
+
+    videos = sorted(dataset.glob("videos/**/*.mp4"))
+    size = sum(v.stat().st_size for v in videos) / 2**20
+    if not videos:
+        return 0.0, 0.0
+    start, frames = time.perf_counter(), 0
+    with av.open(str(videos[0])) as container:
+        for frame in container.decode(video=0):
+            frame.to_ndarray(format="rgb24")
+            frames += 1
+    return size, frames / (time.perf_counter() - start)
+
+
+def _convert_in_child(bags: list[Path], mapping: Path, output: Path, workers: int) -> tuple[float, float, float]:
+    """(wall s, CPU s of the conversion's processes, peak RSS MiB of its largest process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = [sys.executable, "-m", "openpi_core.rosbag_to_lerobot.convert", *map(str, bags), "--mapping", str(mapping)]
+    cmd += ["--output", str(output), "--workers", str(workers), "--quiet", "--overwrite"]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"conversion failed: {result.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each bag")
@@ -107,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    parser.add_argument("--vcodec", default="libsvtav1", help="LeRobot's video codec (libsvtav1, h264, hevc, ...)")
-    parser.add_argument("--workdir", help="keep the bags and the dataset here")
+    parser.add_argument("--vcodecs", default="h264,libsvtav1", help="LeRobot video codecs to compare, in one run")
+    parser.add_argument("--busy-cores", type=int, default=0, help="busy-loop processes running meanwhile (load)")
+    parser.add_argument("--workdir", help="keep the bags and the datasets here")
     args = parser.parse_args(argv)
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="rosbag_benchmark_"))
     work.mkdir(parents=True, exist_ok=True)
+    busy = [multiprocessing.Process(target=_busy_loop, daemon=True) for _ in range(args.busy_cores)]
     try:
         begin = time.perf_counter()
         bags = []
@@ -124,19 +166,33 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"wrote {args.bags} bag(s) of {args.seconds:.0f} s ({size:.2f} GiB) in {time.perf_counter() - begin:.1f} s"
         )
-        mapping = parse_mapping(MAPPING | {"vcodec": args.vcodec}, "benchmark mapping")
-        output = work / "dataset"
-        shutil.rmtree(output, ignore_errors=True)
-        result = convert(bags, mapping, output, workers=args.workers, show_progress=True)
-        print(format_report(result))
+        for process in busy:
+            process.start()
         recorded = args.seconds * args.bags
+        frames = round(recorded * MAPPING["fps"])
+        rows = []
+        for vcodec in args.vcodecs.split(","):
+            mapping_file = work / f"mapping_{vcodec}.yaml"
+            mapping_file.write_text(yaml.safe_dump(MAPPING | {"vcodec": vcodec}))
+            output = work / f"dataset_{vcodec}"
+            wall, cpu, peak = _convert_in_child(bags, mapping_file, output, args.workers)
+            video_mib, decode_fps = _video_figures(output)
+            rows.append((vcodec, wall, cpu, peak, video_mib, decode_fps))
+            print(f"{vcodec}: {wall:.1f} s", flush=True)
         print(
-            f"\nconversion: {result.frames} frames ({3 * result.frames} camera images {args.height}x{args.width},"
-            f" {args.vcodec}) in {result.seconds:.1f} s = {result.frames / result.seconds:.1f} frames/s"
-            f" = {recorded / result.seconds:.2f}x real time ({recorded:.0f} s recorded, {args.workers} worker(s),"
-            f" {os.cpu_count()} CPUs)"
+            f"\n{recorded:.0f} s recorded: 3 cameras {args.height}x{args.width} rgb8 at 30 fps, {frames} frames; "
+            f"{args.workers} worker(s), {os.cpu_count()} CPUs, {args.busy_cores} busy core(s)"
         )
+        print(f"{'codec':10} {'frames/s':>9} {'x real time':>11} {'CPU s/frame':>11} {'peak MiB':>9} "
+              f"{'video MiB':>9} {'decode fps':>10}")  # fmt: skip
+        for vcodec, wall, cpu, peak, video_mib, decode_fps in rows:
+            print(
+                f"{vcodec:10} {frames / wall:9.1f} {recorded / wall:11.2f} {cpu / frames:11.3f} {peak:9.0f} "
+                f"{video_mib:9.1f} {decode_fps:10.0f}"
+            )
     finally:
+        for process in busy:
+            process.terminate()
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -27,7 +27,7 @@ episodes:
   split: bag                        # bag: one episode per bag | markers: std_msgs/String "start[:task]"/"stop"
   marker_topic: /episode_marker     #   or std_msgs/Bool true/false on this topic (receive time)
 video: true                         # cameras as videos (LeRobot's encoder); false: lossless PNG images
-vcodec: libsvtav1                   # LeRobot's codecs: libsvtav1, h264, hevc, ...
+vcodec: h264                        # LeRobot's codecs: h264 (default: 3x faster than libsvtav1 here), libsvtav1, hevc
 ```
 """
 
@@ -81,7 +81,7 @@ class TopicMapping:
     split: str = "bag"  # bag | markers
     marker_topic: str | None = None
     video: bool = True
-    vcodec: str = "libsvtav1"
+    vcodec: str = "h264"
 
     def staleness(self, spec: StreamSpec) -> float:
         return self.max_staleness if spec.max_staleness is None else spec.max_staleness
@@ -245,7 +245,7 @@ def parse_mapping(data: Any, source: str = "mapping") -> TopicMapping:
         split=split,
         marker_topic=marker or None,
         video=bool(data.get("video", True)),
-        vcodec=str(data.get("vcodec", "libsvtav1")),
+        vcodec=str(data.get("vcodec", "h264")),
     )
 
 

@@ -48,7 +48,7 @@ CONFIGS = [
     _debug(
         "debug_droid",
         pi0_config.Pi0Config(action_expert_variant="dummy", pi05=True, action_horizon=10, **TINY),
-        data=LeRobotDROIDDataConfig(repo_id="local/droid_demos", model_transforms=SMALL_TOKENIZERS),
+        data=LeRobotDROIDDataConfig(repo_id="local/droid_demos", layout="rosbag", model_transforms=SMALL_TOKENIZERS),
         num_train_steps=20,
     ),
 ]

@@ -15,30 +15,57 @@ from openpi_core.training.config import AssetsConfig, DataConfig, DataConfigFact
 BASE = "gs://openpi-assets/checkpoints"
 
 
+# Dataset keys -> DROID adapter keys. "openpi": openpi's DROID LeRobot format (its conversion script);
+# "rosbag": what `openpi-convert-rosbag` writes (cameras as observation.images.<name>, the 8-D state concatenated).
+_REPACK = {
+    "openpi": {
+        "observation/exterior_image_1_left": "exterior_image_1_left",
+        "observation/wrist_image_left": "wrist_image_left",
+        "observation/joint_position": "joint_position",
+        "observation/gripper_position": "gripper_position",
+        "actions": "actions",
+        "prompt": "prompt",
+    },
+    "rosbag": {
+        "observation/exterior_image_1_left": "observation.images.exterior_image_1_left",
+        "observation/wrist_image_left": "observation.images.wrist_image_left",
+        "observation/state": "observation.state",
+        "actions": "action",
+        "prompt": "prompt",
+    },
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class LeRobotDROIDDataConfig(DataConfigFactory):
-    """Dataset keys `exterior_image_1_left`, `wrist_image_left`, `joint_position` [7], `gripper_position` [1],
-    `actions` [8] (joint velocities + gripper position), the task as the prompt."""
+    """DROID (7 joints + gripper, joint-velocity actions + gripper position), the task as the prompt, from a
+    dataset in `layout` "openpi" (keys `exterior_image_1_left`, `wrist_image_left`, `joint_position` [7],
+    `gripper_position` [1], `actions` [8]) or "rosbag" (`openpi-convert-rosbag`'s output)."""
 
     repo_id: str = "droid"
     assets: AssetsConfig = AssetsConfig(asset_id="droid")
     base_config: DataConfig | None = DataConfig(prompt_from_task=True)
+    layout: str = "openpi"
 
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
-        repack = {
-            "observation/exterior_image_1_left": "exterior_image_1_left",
-            "observation/wrist_image_left": "wrist_image_left",
-            "observation/joint_position": "joint_position",
-            "observation/gripper_position": "gripper_position",
-            "actions": "actions",
-            "prompt": "prompt",
-        }
-        data = _transforms.Group(
-            inputs=[droid_policy.DroidInputs(model_config.model_type)], outputs=[droid_policy.DroidOutputs()]
+        if self.layout not in _REPACK:
+            raise ValueError(f"LeRobotDROIDDataConfig.layout: {self.layout!r} is not one of {sorted(_REPACK)}")
+        config = self.with_transforms(
+            assets_dirs,
+            model_config,
+            repack=_REPACK[self.layout],
+            data=_transforms.Group(
+                inputs=[droid_policy.DroidInputs(model_config.model_type)], outputs=[droid_policy.DroidOutputs()]
+            ),
+            model_transforms=self.model_transforms,
         )
-        return self.with_transforms(
-            assets_dirs, model_config, repack=repack, data=data, model_transforms=self.model_transforms
+        if self.layout == "openpi":
+            return config
+        split = _transforms.SplitVector(
+            "observation/state", {"observation/joint_position": 7, "observation/gripper_position": 1}
         )
+        repack = config.repack_transforms
+        return dataclasses.replace(config, repack_transforms=repack.push(inputs=[split]))
 
 
 CONFIGS = [
