@@ -60,7 +60,8 @@ if ! stamp_ok deps "$DEPS_HASH"; then
   # The ROS msg wheels' exported CMake files name the wheel builder's Python include dirs; point them at ours.
   PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   NPINC="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
-  grep -rlZ --include='*.cmake' '/opt/python/cp3[0-9]*-cp3[0-9]*/' "$VENV/share" 2>/dev/null | xargs -0 -r sed -i -E \
+  # (already patched on a re-run: grep then finds nothing, which is fine)
+  { grep -rlZ --include='*.cmake' '/opt/python/cp3[0-9]*-cp3[0-9]*/' "$VENV/share" 2>/dev/null || true; } | xargs -0 -r sed -i -E \
     -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$PYINC#g" \
     -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$NPINC#g"
   stamp_set deps "$DEPS_HASH"

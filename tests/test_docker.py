@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import yaml
 from helpers.ros import Probe
-from helpers.tokenizers import make_paligemma_like_model
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -158,11 +157,10 @@ def test_server_image_install_covers_what_serving_a_checkpoint_imports(tmp_path:
 
 
 def _debug_aloha_checkpoint(tmp: Path) -> Path:
-    """A random-weight `debug_aloha` checkpoint, and the tokenizer where the download cache would hold it."""
+    """A random-weight `debug_aloha` checkpoint (its small built-in tokenizer is made offline on first use)."""
     from helpers.policies import write_random_checkpoint  # noqa: PLC0415
 
-    from openpi_core import download, normalize  # noqa: PLC0415
-    from openpi_core.models import tokenizer as _tokenizer  # noqa: PLC0415
+    from openpi_core import normalize  # noqa: PLC0415
     from openpi_core.training import config as _config  # noqa: PLC0415
 
     config = _config.get_config("debug_aloha")
@@ -170,17 +168,6 @@ def _debug_aloha_checkpoint(tmp: Path) -> Path:
     if not checkpoint.exists():
         stats = {key: normalize.NormStats(mean=np.zeros(14), std=np.ones(14)) for key in ("state", "actions")}
         write_random_checkpoint(config, checkpoint, config.data.repo_id, stats)
-    old = os.environ.get("OPENPI_DATA_HOME")
-    os.environ["OPENPI_DATA_HOME"] = str(tmp / "cache")
-    try:
-        cached = download.local_cache_path(_tokenizer.PALIGEMMA_TOKENIZER_URL)
-    finally:
-        if old is None:
-            os.environ.pop("OPENPI_DATA_HOME")
-        else:
-            os.environ["OPENPI_DATA_HOME"] = old
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    make_paligemma_like_model(cached, num_loc=0, num_seg=0)
     return checkpoint
 
 
