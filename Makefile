@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k images -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format demo demo-synthetic lock colcon clean
+.PHONY: setup test lint format demo demo-loop demo-synthetic lock colcon clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,10 @@ test: lint
 # ALOHA sim + policy node + chunk executor, one short episode (CHECKPOINT=<folder> runs a real pi0_aloha_sim one).
 demo: setup
 	$(PY) -m openpi_ros.sim_eval --demo $(DEMO_ARGS)
+
+# The whole loop without hardware: record in the ALOHA sim, convert, norm stats, train a tiny model, serve, run it.
+demo-loop: setup
+	$(PY) -m openpi_ros.loop_demo --mapping examples/aloha_mapping.yaml --out loop_out/$$(date +%Y%m%d-%H%M%S) $(DEMO_ARGS)
 
 # The synthetic-robot wiring demo (no simulator).
 demo-synthetic: setup

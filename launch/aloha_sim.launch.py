@@ -8,4 +8,4 @@ from openpi_ros.launch_util import robot_launch_description
 
 
 def generate_launch_description():
-    return robot_launch_description("aloha", defaults={"sim": "aloha", "task": "AlohaTransferCube-v0"})
+    return robot_launch_description("aloha", defaults={"sim": "true"})

@@ -35,6 +35,8 @@ setup(
             "chunk_executor = openpi_ros.chunk_executor_node:main",
             "recorder = openpi_ros.recorder_node:main",
             "openpi_ros_demo = openpi_ros.demo:main",
+            "openpi-record = openpi_ros.record_cli:main",
+            "loop_demo = openpi_ros.loop_demo:main",
         ],
     },
 )

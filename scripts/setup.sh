@@ -83,11 +83,12 @@ if ! stamp_ok msgs "$MSGS_HASH" || ! "$VENV/bin/python" -c 'import openpi_msgs.m
   stamp_set msgs "$MSGS_HASH"
 fi
 
-# 5. The project's own packages, editable -----------------------------------------------------------------------
-PKG_HASH="$(hash_of pyproject.toml openpi_ros/setup.py openpi_ros/setup.cfg openpi_ros/package.xml; ls launch)"
-if ! stamp_ok packages "$PKG_HASH" || ! "$VENV/bin/python" -c 'import openpi_core, openpi_ros' 2>/dev/null; then
-  log "installing openpi_core and openpi_ros (editable)"
-  quiet_pip install -q --no-deps --no-build-isolation -e . -e ./openpi_ros
+# 5. The project's own packages, editable, and the example robot plugin (README "Bring your own arm") ------------
+PKG_HASH="$(hash_of pyproject.toml openpi_ros/setup.py openpi_ros/setup.cfg openpi_ros/package.xml \
+  examples/ur5e_lift/pyproject.toml; ls launch)"
+if ! stamp_ok packages "$PKG_HASH" || ! "$VENV/bin/python" -c 'import openpi_core, openpi_ros, openpi_ur5e_lift' 2>/dev/null; then
+  log "installing openpi_core, openpi_ros and the ur5e_lift example plugin (editable)"
+  quiet_pip install -q --no-deps --no-build-isolation -e . -e ./openpi_ros -e ./examples/ur5e_lift
   stamp_set packages "$PKG_HASH"
 fi
 

@@ -25,7 +25,8 @@ HADOLINT = Path(sys.executable).with_name("hadolint")
 # Python modules the robot image takes from Ubuntu's apt packages (python3-numpy, -opencv, -yaml,
 # -typing-extensions), not from requirements/robot.txt.
 APT_MODULES = {"numpy", "cv2", "yaml", "typing_extensions"}
-OWN = {"openpi_core", "openpi_ros", "openpi_msgs"}
+# This project, and the example robot plugin `make setup` installs (a plugin is imported where it is installed).
+OWN = {"openpi_core", "openpi_ros", "openpi_msgs", "openpi_ur5e_lift"}
 # Imported by JAX only if installed (try/except ImportError): pickling helpers, and its search for CUDA wheels
 # (which the server image gets from jax[cuda12]).
 OPTIONAL_FOR_JAX = {"cloudpickle", "nvidia"}
@@ -223,9 +224,9 @@ def test_compose_commands_run_outside_docker(tmp_path: Path, ros_context: object
     compose command (split-host variables, synthetic robot): chunks from the served checkpoint reach the executor."""
     from sensor_msgs.msg import JointState  # noqa: PLC0415
 
+    from openpi_core.robots import registry  # noqa: PLC0415
     from openpi_msgs.msg import ActionChunk  # noqa: PLC0415
     from openpi_ros.graphs import RobotGraphConfig, robot_graph  # noqa: PLC0415
-    from openpi_ros.robots import ROBOTS  # noqa: PLC0415
 
     checkpoint = _debug_aloha_checkpoint(tmp_path)
     port = _free_port()
@@ -268,4 +269,4 @@ def test_compose_commands_run_outside_docker(tmp_path: Path, ros_context: object
     assert chunk.config_name == "debug_aloha"
     assert chunk.prompt == "wave"
     assert (chunk.horizon, chunk.action_dim) == (10, 14)
-    assert list(commands[-1].name) == list(ROBOTS["aloha"].joint_names)
+    assert list(commands[-1].name) == list(registry.get("aloha").joint_names)

@@ -106,12 +106,14 @@ def test_console_scripts_point_at_real_mains():
 
 
 def test_robot_launch_files_read_the_graphs():
-    """Every robot launch file hands its robot to `robot_launch_description`, whose arguments are the graph's."""
+    """Every robot launch file hands its robot to `robot_launch_description`, whose arguments are the graph's; the
+    generic `robot.launch.py` takes the robot as an argument (any registered one), the plugin's names its own."""
+    from openpi_core.robots import registry  # noqa: PLC0415
     from openpi_ros.graphs import RobotGraphConfig, robot_graph  # noqa: PLC0415
-    from openpi_ros.robots import ROBOTS  # noqa: PLC0415
 
     robots = {}
-    for path in sorted((REPO / "launch").glob("*.launch.py")):
+    paths = [*sorted((REPO / "launch").glob("*.launch.py")), REPO / "examples/ur5e_lift/launch/ur5e_lift.launch.py"]
+    for path in paths:
         tree = ast.parse(path.read_text())
         assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body), path
         calls = [
@@ -120,14 +122,16 @@ def test_robot_launch_files_read_the_graphs():
             if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "robot_launch_description"
         ]
         if calls:
-            robots[path.name] = calls[0].args[0].value
+            robots[path.name] = calls[0].args[0].value if calls[0].args else ""
     assert robots == {
         "aloha.launch.py": "aloha",
         "droid.launch.py": "droid",
         "aloha_sim.launch.py": "aloha",
         "libero_sim.launch.py": "libero",
+        "robot.launch.py": "",
+        "ur5e_lift.launch.py": "ur5e_lift",
     }
-    assert set(robots.values()) <= set(ROBOTS)
+    assert set(robots.values()) - {""} <= set(registry.names())
     arguments = RobotGraphConfig.arguments()
     assert arguments["policy"] == ("hold", arguments["policy"][1])
     assert arguments["synthetic"][0] == "false"
@@ -135,7 +139,7 @@ def test_robot_launch_files_read_the_graphs():
     config = RobotGraphConfig.from_strings({"robot": "droid", "rate": "3.5", "compressed": "true", "horizon": "7"})
     assert config == RobotGraphConfig(robot="droid", rate=3.5, compressed=True, horizon=7)
     policy, executor = robot_graph(config)
-    assert policy.parameters["compressed_cameras"] == list(ROBOTS["droid"].cameras)
+    assert policy.parameters["compressed_cameras"] == list(registry.get("droid").camera_names)
     assert executor.parameters["joint_names"][0] == "panda_joint1/velocity"
     assert executor.parameters["on_stale"] == "stop"
     for bad, phrase in (({"rate": "fast"}, "'rate'"), ({"synthetic": "maybe"}, "'synthetic'"), ({"x": "1"}, "unknown")):

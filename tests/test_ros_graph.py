@@ -19,10 +19,10 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool
 
+from openpi_core.robots import registry
 from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
-from openpi_ros.graphs import ROBOT_DEFAULTS, NodeSpec, RobotGraphConfig, robot_graph
+from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
 from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import chunk_to_array, from_time, make_action_chunk, to_time
 
 pytestmark = pytest.mark.ros
@@ -47,8 +47,9 @@ def test_aloha_graph_commands_arrive_at_the_control_rate(ros_context: object, sp
     window = probe.arrivals["joint_commands"][start:]
     rate = (len(window) - 1) / (window[-1] - window[0])
     assert 40.0 <= rate <= 55.0, f"commands at {rate:.1f} Hz, expected 50"
-    lower, upper = np.array(ROBOT_DEFAULTS["aloha"]["lower_limits"]), np.array(ROBOT_DEFAULTS["aloha"]["upper_limits"])
-    names = list(ROBOTS["aloha"].joint_names)
+    aloha = registry.get("aloha")
+    lower, upper = np.array(aloha.limits.lower), np.array(aloha.limits.upper)
+    names = list(aloha.joint_names)
     for msg in commands[start:]:
         assert list(msg.name) == names
         position = np.array(msg.position)
@@ -338,7 +339,7 @@ def test_libero_graph_with_a_remote_policy_server(
         probe = Probe(ros_context, "libero_remote")
         chunks = probe.listen(ActionChunk, "action_chunk")
         commands = probe.listen(JointState, "joint_commands", depth=500)
-        profile = ROBOTS["libero"]
+        profile = registry.get("libero")
         cams = [probe.pub(Image, topic) for topic in profile.camera_topics]
         joints = probe.pub(JointState, "joint_states")
         state = np.linspace(-0.5, 0.5, 8)

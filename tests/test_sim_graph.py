@@ -15,10 +15,10 @@ from helpers.ros import Probe
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
+from openpi_core.robots import registry
 from openpi_msgs.msg import ActionChunk, EpisodeStatus
 from openpi_msgs.srv import ResetEpisode
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
-from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import from_time, make_action_chunk
 from openpi_ros.sim.libero import default_assets_dir
 
@@ -35,7 +35,7 @@ def _reset(probe: Probe, seed: int) -> ResetEpisode.Response:
 
 def test_aloha_sim_graph_runs_and_resets(ros_context: object, spawn: object) -> None:
     graph = robot_graph(
-        RobotGraphConfig(robot="aloha", sim="aloha", namespace="aloha_sim", rate=5.0, sim_image_size=96, max_steps=60)
+        RobotGraphConfig(robot="aloha", sim=True, namespace="aloha_sim", rate=5.0, sim_image_size=96, max_steps=60)
     )
     for spec in graph:
         spawn(spec.command())
@@ -65,7 +65,7 @@ def test_aloha_sim_graph_runs_and_resets(ros_context: object, spawn: object) -> 
 def test_executor_clamps_hold_against_the_sim(ros_context: object, spawn: object) -> None:
     """A chunk asking for a 1 rad jump of the left waist and an out-of-range right waist: the simulated arm moves at
     the executor's speed limit and stays inside the joint range."""
-    names = list(ROBOTS["aloha"].joint_names)
+    names = list(registry.get("aloha").joint_names)
     bridge = NodeSpec(
         "sim_bridge",
         "openpi_ros.sim_bridge_node",
@@ -155,7 +155,7 @@ def test_libero_sim_graph_with_a_remote_model(
         graph = robot_graph(
             RobotGraphConfig(
                 robot="libero",
-                sim="libero",
+                sim=True,
                 task="libero_spatial/1",
                 namespace="libero_sim",
                 policy="remote",
@@ -175,7 +175,7 @@ def test_libero_sim_graph_with_a_remote_model(
         assert "bowl" in episodes[-1].prompt
         assert episodes[-1].step >= 1
         values = np.array([c.position for c in commands])
-        assert list(commands[-1].name) == list(ROBOTS["libero"].actions)
+        assert list(commands[-1].name) == list(registry.get("libero").actions)
         assert np.abs(values).max() <= 1.0 + 1e-9  # the tiny model's 2.0 + state, clipped to the OSC range
         assert server.stats.served >= 1
         probe.close()

@@ -21,13 +21,13 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
 from openpi_core import transforms as tf
+from openpi_core.robots import registry
 from openpi_core.rosbag_to_lerobot.convert import convert
 from openpi_core.rosbag_to_lerobot.mapping import parse_mapping
 from openpi_core.rosbag_to_lerobot.metadata_keys import TASK_KEY
 from openpi_core.serving.server import PolicyServer, ServerConfig
 from openpi_core.training import config as _config
 from openpi_ros.graphs import NodeSpec
-from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import to_time
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -59,7 +59,7 @@ class RecordingPolicy:
 def _frame(camera: int, instant: int) -> np.ndarray:
     """Smooth, distinct per camera and instant (so a codec keeps it close, and a mix-up shows)."""
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    return np.stack([xx + 2 * instant, yy * 2, np.full_like(xx, 40 * camera + 2 * instant)], -1).astype(np.uint8)
+    return np.stack([xx + 2 * instant, yy * 2, np.full_like(xx, 10 + 40 * camera + 2 * instant)], -1).astype(np.uint8)
 
 
 def _joints(instant: int, count: int) -> np.ndarray:
@@ -143,9 +143,9 @@ def test_converted_bag_and_live_node_give_the_same_model_inputs(
     robot: str, ros_context: object, spawn: object, tmp_path: Path
 ) -> None:
     config_name, dataset_cameras = CASES[robot]
-    profile = ROBOTS[robot]
+    profile = registry.get(robot)
     namespace = f"consistency_{robot}"
-    topics = dict(zip(profile.cameras, profile.camera_topics, strict=True))
+    topics = dict(zip(profile.camera_names, profile.camera_topics, strict=True))
     joint_names = list(profile.joint_names)
     bag = tmp_path / "bag"
     _write_bag(bag, namespace, topics, joint_names)
@@ -192,8 +192,18 @@ def test_converted_bag_and_live_node_give_the_same_model_inputs(
     matched = 0
     for obs in policy.observations:
         live = _model_inputs(config, obs, from_dataset=False)
-        state = tuple(np.round(_raw_state(robot, obs), 6))
+        raw_state = _raw_state(robot, obs)
+        state = tuple(np.round(raw_state, 6))
         if state not in trained:
+            continue
+        # The node pairs the newest joint reading with the newest frame *received*: a camera's frame of this instant
+        # may arrive after the tick (the one before it is used) or the next instant's frame before its joints
+        # (within max_skew either way). The converter pairs by stamp. Compare only observations whose frames are of
+        # the joint reading's instant.
+        instant = round((float(raw_state[0]) - 0.3) / 0.01)
+        frames = _frame_instants(robot, obs, profile.camera_names)
+        assert all(abs(f - instant) <= 2 for f in frames), (instant, frames)
+        if any(f != instant for f in frames):
             continue
         matched += 1
         train = trained[state]
@@ -210,6 +220,16 @@ def test_converted_bag_and_live_node_give_the_same_model_inputs(
     assert matched >= 10, f"only {matched} of the node's observations matched a dataset frame"
 
 
+def _frame_instants(robot: str, obs: dict, cameras: tuple[str, ...]) -> list[int]:
+    """The instant each camera's frame in a live observation shows (`_frame`'s blue channel is 10 + 40 * camera +
+    2 * instant everywhere; the node's padding is black)."""
+    instants = []
+    for c, cam in enumerate(cameras):
+        blue = obs["images"][cam][2] if robot == "aloha" else obs[f"observation/{cam}"][..., 2]  # CHW / HWC
+        instants.append(round((float(np.median(blue[blue > 0])) - 10 - 40 * c) / 2))
+    return instants
+
+
 def _raw_state(robot: str, obs: dict) -> np.ndarray:
     """The node's state in the converter's joint order (the dataset's observation.state)."""
     if robot == "droid":
@@ -221,5 +241,5 @@ def _raw_state(robot: str, obs: dict) -> np.ndarray:
 
 def test_cases_cover_the_robot_cameras() -> None:
     for robot, (_, cameras) in CASES.items():
-        assert sorted(cameras) == sorted(ROBOTS[robot].cameras)
+        assert sorted(cameras) == sorted(registry.get(robot).camera_names)
         assert dataclasses.is_dataclass(_config.get_config(CASES[robot][0]).data)

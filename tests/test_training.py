@@ -22,6 +22,7 @@ from openpi_core import normalize
 from openpi_core import transforms as tf
 from openpi_core.models import gemma, lora
 from openpi_core.models import model as _model
+from openpi_core.robots import registry
 from openpi_core.training import config as _config
 from openpi_core.training import data_loader, sharding, trainer, weight_loaders
 from openpi_core.training.configs import libero
@@ -276,6 +277,14 @@ def _dataset_sample(family: str, horizon: int, cameras: tuple[str, ...] = ("top"
             "actions": rng.uniform(-1, 1, (horizon, 8)),
             "task": "wipe the table",
         }
+    if family != "libero":  # a plugin robot's converted dataset (`RobotDataConfig`)
+        spec = registry.get(family)
+        return {
+            **{f"observation.images.{cam.feature}": frame for cam in spec.cameras},
+            "observation.state": rng.uniform(-1, 1, spec.state_dim),
+            "action": rng.uniform(-1, 1, (horizon, spec.action_dim)),
+            "task": "lift the cube",
+        }
     return {
         "image": frame,
         "wrist_image": frame,
@@ -306,7 +315,7 @@ def test_named_config_pipelines_run(name: str, tmp_path: Path, local_tokenizers:
     if hasattr(model, "fast_model_tokenizer"):
         model = dataclasses.replace(model, fast_model_tokenizer=fast)
     data_config = dataclasses.replace(config.data, model_transforms=factory).create(tmp_path, model)
-    family = next(f for f in ("aloha", "droid", "libero") if f in name)
+    family = config.data.robot_name()
     sample = _dataset_sample(family, model.action_horizon, getattr(config.data, "cameras", ("top",)))
     pipeline = [tf.PromptFromLeRobotTask()] if data_config.prompt_from_task else []
     pipeline += data_config.repack_transforms.inputs

@@ -21,12 +21,12 @@ from openpi_core.models import model as _model
 from openpi_core.models.small_tokenizer import make_small_paligemma_tokenizer
 from openpi_core.policies.policy import Policy
 from openpi_core.policies.policy_config import create_trained_policy
+from openpi_core.robots import registry
 from openpi_core.training import config as _config
 
 __all__ = ["make_small_policy"]
 
 _TINY = {"paligemma_variant": "dummy", "action_expert_variant": "dummy", "vision_variant": "mu/14"}
-_DIMS = {"aloha": (14, 14), "droid": (8, 8), "libero": (8, 7)}  # (state, actions) per robot family
 
 
 def make_small_policy(
@@ -34,21 +34,20 @@ def make_small_policy(
 ) -> Policy:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    robot = next((r for r in _DIMS if r in config_name), None)
-    if robot is None:
-        raise ValueError(f"config {config_name!r}: no robot family (aloha, droid, libero) in its name")
-    sp = make_small_paligemma_tokenizer(folder / "tokenizer.model", num_loc=0, num_seg=0)
     config = _config.get_config(config_name)
+    if not config.data.robot_name():
+        raise ValueError(f"config {config_name!r} reads no robot's observations (its data config names no robot)")
+    robot = registry.get(config.data.robot_name())
+    sp = make_small_paligemma_tokenizer(folder / "tokenizer.model", num_loc=0, num_seg=0)
     model = dataclasses.replace(config.model, vocab_size=1024, dtype="float32", action_horizon=action_horizon, **_TINY)
     factory = _config.ModelTransformFactory(paligemma_tokenizer=str(sp))
     config = dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, model_transforms=factory))
     checkpoint = folder / "checkpoint"
     params = nnx.to_pure_dict(nnx.state(model.create(jax.random.key(seed)), nnx.Param))
     _model.save_params(checkpoint / "params", params)
-    state_dim, action_dim = _DIMS[robot]
     stats = {
         key: normalize.NormStats(mean=np.zeros(d), std=np.ones(d), q01=-np.ones(d), q99=np.ones(d))
-        for key, d in (("state", state_dim), ("actions", action_dim))
+        for key, d in (("state", robot.state_dim), ("actions", robot.action_dim))
     }
     policy = create_trained_policy(config, checkpoint, norm_stats=stats, sample_kwargs={"num_steps": num_steps})
     return policy

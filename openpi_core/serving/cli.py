@@ -24,8 +24,9 @@ from openpi_core.errors import OpenpiError
 from openpi_core.models import tokenizer_sources
 from openpi_core.policies.hold import HoldPositionPolicy
 from openpi_core.policies.protocol import PolicyClient
+from openpi_core.robots import registry
 from openpi_core.serving.server import PolicyServer, ServerConfig
-from openpi_core.serving.spec import ROBOTS, ObservationSpec, example_for, spec_for
+from openpi_core.serving.spec import ObservationSpec, example_for, spec_for
 
 logger = logging.getLogger("openpi_core.serving")
 
@@ -44,9 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--action-dim", type=int, help="--hold: expected state size (default: any)")
     src.add_argument(
         "--robot",
-        choices=[*ROBOTS, "auto", "none"],
+        choices=[*registry.names(), "auto", "none"],
         default="auto",
-        help="validate observations against this robot's layout (auto: from the config name; none: no check)",
+        help="validate observations against this robot's layout (auto: the config's robot; none: no check)",
     )
     src.add_argument("--no-warmup", action="store_true", help="do not run one inference before listening")
     tokenizer_sources.add_arguments(p)
@@ -80,7 +81,11 @@ def _robot(args: argparse.Namespace) -> str | None:
         return None
     if args.robot != "auto":
         return args.robot
-    return next((robot for robot in ROBOTS if args.config and robot in args.config), None)
+    if not args.config:
+        return None
+    from openpi_core.training import config as _config  # noqa: PLC0415 (imports the model code)
+
+    return _config.get_config(args.config).data.robot_name() or None
 
 
 def _policy(args: argparse.Namespace) -> PolicyClient:

@@ -36,15 +36,12 @@ from flax import nnx
 from openpi_core import normalize
 from openpi_core.models import model as _model
 from openpi_core.models import tokenizer_sources
+from openpi_core.robots import registry
 from openpi_core.serving.client import WebsocketPolicyClient
 from openpi_core.serving.spec import example_for
 from openpi_core.training import config as _config
 
-CONFIGS = {
-    "full": {"aloha": "pi05_aloha", "droid": "pi05_droid"},
-    "tiny": {"aloha": "debug_aloha", "droid": "debug_droid"},
-}
-ACTION_DIMS = {"aloha": 14, "droid": 8}
+CONFIGS = {"full": ("pi05_aloha", "pi05_droid"), "tiny": ("debug_aloha", "debug_droid")}
 SERVER_START_TIMEOUT_S = 3600
 
 
@@ -131,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="openpi_fullsize_"))
     os.environ.setdefault("OPENPI_DATA_HOME", str(workdir / "cache"))  # the small tokenizer is made there
     results = []
-    for robot, name in CONFIGS[args.size].items():
+    for name in CONFIGS[args.size]:
         config = _config.get_config(name)
+        robot = config.data.robot_name()
         folder = workdir / name
         print(f"{name}: writing random {config.model.dtype} weights to {folder} ...", flush=True)
         start = time.perf_counter()
@@ -140,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         write = time.perf_counter() - start
         print(f"{name}: {count / 1e6:,.1f} M parameters written in {write:.1f} s; serving ...", flush=True)
         restore, compile_s, infer, peak, shape = serve_and_query(robot, name, folder, workdir / f"{name}.log")
-        expected = (config.model.action_horizon, ACTION_DIMS[robot])
+        expected = (config.model.action_horizon, registry.get(robot).action_dim)
         results.append(Result(robot, name, count, write, restore, compile_s, infer, peak, shape, shape == expected))
         print(f"{name}: chunk {shape} (expected {expected})", flush=True)
     print(f"\n{'robot':6} {'config':12} {'params M':>9} {'write s':>8} {'restore s':>9} {'compile s':>9} "

@@ -1,10 +1,10 @@
 """What a policy server accepts: the keys, dtypes and shapes of one robot's observation.
 
-Built from a robot's `make_<robot>_example()`: every array in the example must be present (unless the adapter
-treats it as optional, like ALOHA's wrist and low cameras). Camera images follow the adapters' `parse_image`: uint8
-or float in [0, 1], HWC or CHW with 3 channels, any height and width (the policy resizes them). Other arrays must
-match the example's shape exactly and be finite. A ``prompt`` must be a string when given. Errors name the field,
-e.g. ``images.cam_high``.
+Built from a registered robot's `make_example()` (`openpi_core.robots`): every array in the example must be present
+(unless the adapter treats it as optional, like ALOHA's wrist and low cameras). Camera images follow the adapters'
+`parse_image`: uint8 or float in [0, 1], HWC or CHW with 3 channels, any height and width (the policy resizes them).
+Other arrays must match the example's shape exactly and be finite. A ``prompt`` must be a string when given. Errors
+name the field, e.g. ``images.cam_high``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from openpi_core.errors import InvalidObservationError
+from openpi_core.robots import registry
 
-__all__ = ["ROBOTS", "ArraySpec", "ObservationSpec", "example_for", "spec_for"]
+__all__ = ["ArraySpec", "ObservationSpec", "example_for", "spec_for"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,25 +105,12 @@ class ObservationSpec:
             raise InvalidObservationError("prompt", f"expected a string, got {type(prompt).__name__}")
 
 
-ROBOTS = ("aloha", "droid", "libero")
-
-
 def spec_for(robot: str) -> ObservationSpec:
-    """The observation spec of a robot adapter ('aloha', 'droid' or 'libero'), with the adapter's optional fields."""
-    optional = {"aloha": ("images.cam_low", "images.cam_left_wrist", "images.cam_right_wrist")}.get(robot, ())
-    return ObservationSpec.from_example(example_for(robot), optional=optional)
+    """The observation spec of a registered robot's adapter, with the fields it accepts missing."""
+    spec = registry.get(robot)
+    return ObservationSpec.from_example(spec.make_example(), optional=spec.optional_fields)
 
 
 def example_for(robot: str) -> dict[str, Any]:
-    """The example observation of a robot adapter: 'aloha', 'droid' or 'libero'."""
-    # The adapters import the model module (JAX); the spec itself does not need it.
-    from openpi_core.policies import aloha_policy, droid_policy, libero_policy  # noqa: PLC0415
-
-    makers = {
-        "aloha": aloha_policy.make_aloha_example,
-        "droid": droid_policy.make_droid_example,
-        "libero": libero_policy.make_libero_example,
-    }
-    if robot not in makers:
-        raise ValueError(f"unknown robot {robot!r}; expected one of {sorted(makers)}")
-    return makers[robot]()
+    """A random observation of a registered robot, in its adapter's layout."""
+    return registry.get(robot).make_example()

@@ -104,6 +104,10 @@ class DataConfigFactory(abc.ABC):
     @abc.abstractmethod
     def create(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig: ...
 
+    def robot_name(self) -> str:
+        """The registered robot (`openpi_core.robots`) whose observations this data's adapter reads ('' : none)."""
+        return ""
+
     def create_base_config(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig:
         asset_id = self.assets.asset_id or self.repo_id
         return dataclasses.replace(

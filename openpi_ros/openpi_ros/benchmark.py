@@ -25,10 +25,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
+from openpi_core.robots import registry
 from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
 from openpi_ros.graphs import NodeSpec
 from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import apply_large_data_profile, from_time, make_action_chunk, stop_processes, to_time
 
 NS = 1_000_000_000
@@ -57,7 +57,7 @@ def _start(spec: NodeSpec) -> subprocess.Popen:
 
 
 def bench_policy_node(node: Node, executor: SingleThreadedExecutor, seconds: float) -> dict[str, float]:
-    robot = ROBOTS["aloha"]
+    robot = registry.get("aloha")
     spec = NodeSpec(
         "policy_node",
         "openpi_ros.policy_node",
@@ -124,7 +124,7 @@ def bench_policy_node(node: Node, executor: SingleThreadedExecutor, seconds: flo
 
 
 def bench_executor(node: Node, executor: SingleThreadedExecutor, seconds: float) -> dict[str, float]:
-    names = list(ROBOTS["aloha"].joint_names)
+    names = list(registry.get("aloha").joint_names)
     spec = NodeSpec(
         "chunk_executor",
         "openpi_ros.chunk_executor_node",

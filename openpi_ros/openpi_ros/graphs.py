@@ -10,12 +10,16 @@ import dataclasses
 import json
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from openpi_ros.robots import ROBOTS
+import yaml
+
+from openpi_core.robots import registry
+from openpi_core.robots.spec import RobotSpec
 from openpi_ros.synthetic import SyntheticRobotConfig
 
-__all__ = ["ROBOT_DEFAULTS", "NodeSpec", "RobotGraphConfig", "demo_graph", "robot_graph"]
+__all__ = ["LIMIT_KEYS", "NodeSpec", "RobotGraphConfig", "demo_graph", "executor_limits", "robot_graph"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,59 +93,8 @@ def demo_graph(
     ]
 
 
-# Safety and execution defaults per robot (each overridable by a launch argument): the chunk executor's parameters.
-# ALOHA: the ViperX 300 S joint ranges (gym-aloha's vx300s MJCF), grippers normalised to [0, 1]; a measured arm
-# joint 0.5 rad from its command (a re-home, a sim reset) faults; grippers are not tracked (they stall on objects).
-_VX300S_LOWER = (-3.14158, -1.85005, -1.76278, -3.14158, -1.8675, -3.14158, 0.0)
-_VX300S_UPPER = (3.14158, 1.25664, 1.6057, 3.14158, 2.23402, 3.14158, 1.0)
-# DROID (Franka Panda): openpi's DROID policies output normalised joint velocities (1.0 = DROID's 0.2 rad per
-# 15 Hz step, i.e. 3 rad/s; the vector is bounded to max |v| <= 1 as DROID's IK solver does) and a gripper
-# position binarised at 0.5 (openpi's examples/droid/main.py). Limits are the Panda's: joint ranges, velocity and
-# acceleration (rad, rad/s, rad/s²); the gripper is unbounded in rate (its own controller limits it).
-_PANDA_LOWER = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
-_PANDA_UPPER = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
-_PANDA_MAX_VELOCITY = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
-_PANDA_MAX_ACCELERATION = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
-DROID_VELOCITY_SCALE = 0.2 * 15.0
-ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "aloha": {
-        "lower_limits": _VX300S_LOWER * 2,
-        "upper_limits": _VX300S_UPPER * 2,
-        "max_velocity": ((3.0,) * 6 + (10.0,)) * 2,
-        "max_tracking_error": ((0.5,) * 6 + (0.0,)) * 2,
-        "on_stale": "hold",
-        "rate": 10.0,
-    },
-    "droid": {
-        "lower_limits": (*_PANDA_LOWER, 0.0),
-        "upper_limits": (*_PANDA_UPPER, 1.0),
-        "max_velocity": (*_PANDA_MAX_VELOCITY, 100.0),
-        "max_acceleration": (*_PANDA_MAX_ACCELERATION, 1000.0),
-        "velocity_scale": DROID_VELOCITY_SCALE,
-        "velocity_input_bound": 1.0,
-        "binary_columns": ("gripper",),
-        "on_stale": "stop",
-        "rate": 5.0,
-    },
-    "libero": {
-        "lower_limits": (-1.0,) * 7,  # robosuite's OSC controller input range
-        "upper_limits": (1.0,) * 7,
-        "state_joint_names": ("",) * 7,  # end-effector deltas: no measured joint per column
-        "on_stale": "stop",  # deltas must not be repeated
-        "rate": 10.0,
-    },
-}
-EXECUTOR_DEFAULT_KEYS = (
-    "lower_limits",
-    "upper_limits",
-    "max_velocity",
-    "max_acceleration",
-    "max_tracking_error",
-    "velocity_scale",
-    "velocity_input_bound",
-    "binary_columns",
-    "state_joint_names",
-)
+# Chunk-executor parameters a launch argument or a limits file may set in place of the robot spec's defaults.
+LIMIT_KEYS = ("lower_limits", "upper_limits", "max_velocity", "max_acceleration", "max_tracking_error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +102,7 @@ class RobotGraphConfig:
     """The launch arguments of `<robot>.launch.py`; every field is one (`ros2 launch ... field:=value`)."""
 
     robot: str = "aloha"
+    """A registered robot (`openpi_core.robots.registry`: built-in or a plugin's)."""
     namespace: str = ""
     policy: str = "hold"
     """hold | checkpoint | remote."""
@@ -165,28 +119,38 @@ class RobotGraphConfig:
     """joint_state | joint_trajectory | both."""
     on_stale: str = ""
     """hold | stop ('' : the robot's default)."""
+    command_topic: str = ""
+    """Where the executor publishes its commands ('' : joint_commands), e.g. a driver's /arm/joint_command."""
+    limits_file: str = ""
+    """YAML file of executor limits (any of LIMIT_KEYS, one value per action column) over the robot's defaults."""
+    lower_limits: str = ""
+    """Per-column lower position limits as a YAML list ('' : the robot's, or the limits file's)."""
+    upper_limits: str = ""
+    max_velocity: str = ""
     max_age: float = 0.5
     image_size: int = 224
     compressed: bool = False
     """Read every camera as sensor_msgs/CompressedImage from <topic>/compressed."""
     synthetic: bool = False
     """Add a synthetic robot publishing the robot's cameras and joints (no hardware: a wiring check)."""
-    sim: str = ""
-    """'' (a real robot), 'aloha' or 'libero': add the sim bridge and run every node on sim time."""
+    sim: bool = False
+    """Add the robot's simulator (sim bridge) in place of the hardware and run every node on sim time."""
     task: str = ""
-    """Sim task: an ALOHA gym id (AlohaTransferCube-v0, AlohaInsertion-v0) or '<libero suite>/<task id>'."""
+    """Sim task ('' : the robot's default), e.g. AlohaInsertion-v0 or '<libero suite>/<task id>'."""
     seed: int = 0
     max_steps: int = 400
     sim_image_size: int = 224
     use_sim_time: bool = False
 
     def __post_init__(self) -> None:
-        if self.robot not in ROBOTS:
-            raise ValueError(f"robot: unknown {self.robot!r}; expected one of {sorted(ROBOTS)}")
+        try:
+            spec = registry.get(self.robot)
+        except registry.UnknownRobotError as exc:
+            raise ValueError(f"robot: {exc}") from None
         if self.policy not in ("hold", "checkpoint", "remote"):
             raise ValueError(f"policy: {self.policy!r} is not one of hold, checkpoint, remote")
-        if self.sim not in ("", self.robot):
-            raise ValueError(f"sim: {self.sim!r} does not simulate robot {self.robot!r}")
+        if self.sim and not spec.sim:
+            raise ValueError(f"sim: robot {self.robot!r} has no simulator (its spec's `sim` is empty)")
         if self.sim and self.synthetic:
             raise ValueError("sim and synthetic: choose one source of cameras and joints")
 
@@ -226,7 +190,7 @@ class RobotGraphConfig:
 
 
 _ARGUMENT_HELP = {
-    "robot": "robot profile: aloha, droid or libero",
+    "robot": "a registered robot: aloha, droid, libero or a plugin's (python -m openpi_core.robots lists them)",
     "namespace": "namespace of every node and topic",
     "policy": "policy source: hold (no model), checkpoint (in-process) or remote (policy server)",
     "config_name": "training config of the checkpoint, e.g. pi05_droid (policy:=checkpoint)",
@@ -242,8 +206,13 @@ _ARGUMENT_HELP = {
     "image_size": "images are resized with padding to this square (0: keep)",
     "compressed": "read cameras as CompressedImage from <topic>/compressed",
     "synthetic": "add a synthetic robot (no hardware)",
-    "sim": "'' for a real robot; aloha or libero adds the sim bridge (and sim time)",
-    "task": "sim task: AlohaTransferCube-v0, AlohaInsertion-v0, or <libero suite>/<task id>",
+    "sim": "true: the robot's simulator in place of the hardware (and sim time)",
+    "task": "sim task (empty: the robot's default), e.g. AlohaInsertion-v0 or <libero suite>/<task id>",
+    "command_topic": "topic the executor commands the arm on (empty: joint_commands)",
+    "limits_file": "YAML file of executor limits (lower_limits, upper_limits, max_velocity, ...)",
+    "lower_limits": "lower position limit per action column, a YAML list (empty: robot default)",
+    "upper_limits": "upper position limit per action column, a YAML list (empty: robot default)",
+    "max_velocity": "velocity limit per action column, a YAML list (empty: robot default)",
     "seed": "first episode's seed (sim)",
     "max_steps": "control steps per episode (sim)",
     "sim_image_size": "square size of the sim's rendered cameras",
@@ -251,10 +220,34 @@ _ARGUMENT_HELP = {
 }
 
 
+def executor_limits(config: RobotGraphConfig, spec: RobotSpec) -> dict[str, Any]:
+    """The executor's limit parameters: the spec's, then the limits file's, then the launch arguments'."""
+    limits = spec.limits.parameters()
+    overrides: dict[str, Any] = {}
+    if config.limits_file:
+        try:
+            overrides = yaml.safe_load(Path(config.limits_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"limits_file: cannot read {config.limits_file!r}: {exc}") from None
+        if not isinstance(overrides, dict) or set(overrides) - set(LIMIT_KEYS):
+            raise ValueError(f"limits_file {config.limits_file!r}: expected a map with keys among {LIMIT_KEYS}")
+    for key in ("lower_limits", "upper_limits", "max_velocity"):
+        if getattr(config, key):
+            overrides[key] = yaml.safe_load(getattr(config, key))
+    for key, values in overrides.items():
+        if not isinstance(values, list) or len(values) != spec.action_dim:
+            raise ValueError(f"{key}: expected a list of {spec.action_dim} numbers (one per action), got {values!r}")
+        try:
+            limits[key] = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: expected numbers, got {values!r}") from None
+    return limits
+
+
 def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
     """Policy node + chunk executor for one robot (+ a synthetic robot with `synthetic`, a sim bridge with `sim`)."""
-    profile, defaults = ROBOTS[config.robot], ROBOT_DEFAULTS[config.robot]
-    common = {"use_sim_time": config.use_sim_time or bool(config.sim)}
+    spec = registry.get(config.robot)
+    common = {"use_sim_time": config.use_sim_time or config.sim}
     policy_params: dict[str, Any] = {
         **common,
         "robot": config.robot,
@@ -263,27 +256,24 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
         "checkpoint_dir": config.checkpoint_dir,
         "server_url": config.server_url,
         "prompt": config.prompt,
-        "rate": config.rate or defaults["rate"],
+        "rate": config.rate or spec.policy_rate,
         "horizon": config.horizon,
         "max_age": config.max_age,
         "image_size": config.image_size,
     }
     if config.compressed:
-        policy_params["compressed_cameras"] = list(profile.cameras)
+        policy_params["compressed_cameras"] = list(spec.camera_names)
     executor_params: dict[str, Any] = {
         **common,
-        "joint_names": list(profile.actions),
-        "control_rate": profile.control_rate,
+        **executor_limits(config, spec),
+        "joint_names": list(spec.actions),
+        "control_rate": spec.control_rate,
         "strategy": config.strategy,
         "command_type": config.command_type,
-        "on_stale": config.on_stale or defaults["on_stale"],
     }
-    for key in EXECUTOR_DEFAULT_KEYS:
-        value = defaults.get(key)
-        if isinstance(value, tuple):
-            executor_params[key] = [v if isinstance(v, str) else float(v) for v in value]
-        elif value is not None:
-            executor_params[key] = float(value)
+    if config.on_stale:
+        executor_params["on_stale"] = config.on_stale
+    remaps = (("joint_commands", config.command_topic),) if config.command_topic else ()
     graph = [
         NodeSpec("policy_node", "openpi_ros.policy_node", "policy_node", policy_params, namespace=config.namespace),
         NodeSpec(
@@ -291,12 +281,13 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
             "openpi_ros.chunk_executor_node",
             "chunk_executor",
             executor_params,
+            remaps,
             namespace=config.namespace,
         ),
     ]
     if config.sim:
         bridge = {
-            "sim": config.sim,
+            "sim": config.robot,
             "task": config.task,
             "seed": config.seed,
             "max_steps": config.max_steps,
@@ -305,19 +296,20 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
             "camera_rate": float(policy_params["rate"]),
         }
         graph.insert(
-            0, NodeSpec("sim_bridge", "openpi_ros.sim_bridge_node", "sim_bridge", bridge, namespace=config.namespace)
+            0,
+            NodeSpec(
+                "sim_bridge", "openpi_ros.sim_bridge_node", "sim_bridge", bridge, remaps, namespace=config.namespace
+            ),
         )
     if config.synthetic:
         synthetic = {
             **common,
-            "camera_names": list(profile.cameras),
-            "joint_names": list(profile.joint_names),
+            "camera_names": list(spec.camera_names),
+            "joint_names": list(spec.joint_names),
             "encoding": "rgb8",
         }
-        remaps = tuple(
-            (f"{cam}/image_raw", topic)
-            for cam, topic in zip(profile.cameras, profile.camera_topics, strict=True)
-            if f"{cam}/image_raw" != topic
+        camera_remaps = tuple(
+            (f"{cam.name}/image_raw", cam.topic) for cam in spec.cameras if f"{cam.name}/image_raw" != cam.topic
         )
         graph.insert(
             0,
@@ -326,7 +318,7 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
                 "openpi_ros.synthetic_robot_node",
                 "synthetic_robot",
                 synthetic,
-                remaps,
+                camera_remaps,
                 namespace=config.namespace,
             ),
         )

@@ -28,15 +28,16 @@ def nodes_from_specs(specs: list[NodeSpec]) -> list[Any]:
     ]
 
 
-def robot_launch_description(robot: str, *, defaults: dict[str, str] | None = None) -> Any:
-    """A LaunchDescription with one argument per `RobotGraphConfig` field (`ros2 launch ... -s` lists them)."""
+def robot_launch_description(robot: str = "", *, defaults: dict[str, str] | None = None) -> Any:
+    """A LaunchDescription with one argument per `RobotGraphConfig` field (`ros2 launch ... -s` lists them);
+    `robot` is the default of the ``robot`` argument ('' : `RobotGraphConfig`'s)."""
     from launch.actions import DeclareLaunchArgument, OpaqueFunction  # noqa: PLC0415
     from launch.substitutions import LaunchConfiguration  # noqa: PLC0415
 
     from launch import LaunchDescription  # noqa: PLC0415
 
     arguments = RobotGraphConfig.arguments()
-    overrides = {"robot": robot, **(defaults or {})}
+    overrides = {**({"robot": robot} if robot else {}), **(defaults or {})}
 
     def _nodes(context: Any) -> list[Any]:
         values = {name: LaunchConfiguration(name).perform(context) for name in arguments}

@@ -2,9 +2,10 @@
 
 Parameters (all read in `on_configure`; the policy is loaded there, never in the constructor):
 
-- ``robot``: ``aloha`` | ``droid`` | ``libero`` | ``custom`` (`openpi_ros.robots`): camera names, default topics,
-  joint order and the policy's observation layout. ``camera_names``, ``camera_topics``, ``joint_names`` and
-  ``joint_state_topics`` override the profile (``custom`` needs ``joint_names``).
+- ``robot``: a registered robot (``aloha``, ``droid``, ``libero`` or a plugin's, `openpi_core.robots`) or ``custom``
+  (`openpi_ros.robots`): camera names, default topics, joint order and the policy's observation layout.
+  ``camera_names``, ``camera_topics``, ``joint_names`` and ``joint_state_topics`` override the spec's (``custom``
+  needs ``joint_names``).
 - ``compressed_cameras``: cameras read as sensor_msgs/CompressedImage (JPEG/PNG) from ``<topic>/compressed``.
 - ``image_size``: images are resized with padding to this square before the policy (openpi's clients send 224;
   0 keeps the camera size).
@@ -25,9 +26,10 @@ policy, and a chunk whose inference was still running at deactivate is dropped.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,12 +42,13 @@ from std_msgs.msg import String
 
 from openpi_core.images import resize_with_pad
 from openpi_core.policies import HoldPositionPolicy, PolicyClient
+from openpi_core.robots.spec import RobotSpec
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_msgs.srv import SetPrompt
 from openpi_ros.images import ImageDecodeError, compressed_to_rgb, image_to_rgb
 from openpi_ros.observation import AssemblerConfig, ObservationAssembler, ObservationRejected
 from openpi_ros.policy_runner import Chunk, InferenceWorker, PolicyRunner, Status
-from openpi_ros.robots import RobotProfile, get_robot
+from openpi_ros.robots import resolve
 from openpi_ros.ros_util import (
     SENSOR_QOS,
     NodeStartError,
@@ -56,11 +59,13 @@ from openpi_ros.ros_util import (
     to_time,
 )
 
+logger = logging.getLogger(__name__)
+
 POLICY_SOURCES = ("hold", "checkpoint", "remote")
 API_KEY_ENV = "OPENPI_SERVER_API_KEY"
 
 
-def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
+def make_policy(params: dict[str, Any], robot: RobotSpec) -> PolicyClient:
     """The policy named by the node parameters (`policy` and the fields of that source)."""
     source = params["policy"]
     if source == "hold":
@@ -91,7 +96,7 @@ def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
         if not params["config_name"] or not params["checkpoint_dir"]:
             raise ValueError("parameters 'config_name' and 'checkpoint_dir': required for policy 'checkpoint'")
         sample_kwargs = {"num_steps": params["num_steps"]} if params["num_steps"] > 0 else None
-        return create_trained_policy(
+        policy = create_trained_policy(
             _config.get_config(params["config_name"]),
             params["checkpoint_dir"],
             default_prompt=params["default_prompt"] or None,
@@ -99,6 +104,11 @@ def make_policy(params: dict[str, Any], robot: RobotProfile) -> PolicyClient:
             paligemma_tokenizer=params["paligemma_tokenizer"] or None,
             fast_tokenizer=params["fast_tokenizer"] or None,
         )
+        # Compile now, at configure: the first chunk of an episode must not wait for XLA.
+        start = time.perf_counter()
+        policy.infer(robot.make_example())
+        logger.info("warm-up inference (compilation) took %.1f s", time.perf_counter() - start)
+        return policy
     raise ValueError(f"parameter 'policy': unknown source {source!r}; available: {', '.join(POLICY_SOURCES)}")
 
 
@@ -215,24 +225,15 @@ class PolicyNode(LifecycleNode):
 
     def _configure(self) -> None:
         get = self.get_parameter
-        strings = {n: optional_list(self, n) for n in ("camera_names", "camera_topics", "joint_names")}
-        base = get_robot(
-            str(get("robot").value), cameras=tuple(strings["camera_names"]), joint_names=tuple(strings["joint_names"])
+        lists = {n: tuple(optional_list(self, n)) for n in ("camera_names", "camera_topics", "joint_names")}
+        robot = resolve(
+            str(get("robot").value),
+            cameras=lists["camera_names"],
+            camera_topics=lists["camera_topics"],
+            joint_names=lists["joint_names"],
+            joint_state_topics=tuple(optional_list(self, "joint_state_topics")),
         )
-        cameras = tuple(strings["camera_names"]) or base.cameras
-        topics = tuple(strings["camera_topics"]) or (
-            base.camera_topics if cameras == base.cameras else tuple(f"{c}/image_raw" for c in cameras)
-        )
-        if len(topics) != len(cameras):
-            raise ValueError(f"parameter 'camera_topics': {len(topics)} topics for {len(cameras)} cameras")
-        joint_topics = tuple(optional_list(self, "joint_state_topics")) or base.joint_state_topics
-        robot = dataclasses.replace(
-            base,
-            cameras=cameras,
-            camera_topics=topics,
-            joint_names=tuple(strings["joint_names"]) or base.joint_names,
-            joint_state_topics=joint_topics,
-        )
+        cameras, topics, joint_topics = robot.camera_names, robot.camera_topics, robot.joint_state_topics
         compressed = set(optional_list(self, "compressed_cameras"))
         unknown = compressed - set(cameras)
         if unknown:
@@ -245,7 +246,11 @@ class PolicyNode(LifecycleNode):
         self._control_period = period if period > 0 else 1.0 / robot.control_rate
         params = {n: get(n).value for n in ("policy", "config_name", "checkpoint_dir", "server_url", "api_key_file")}
         params |= {
-            n: get(n).value for n in ("default_prompt", "horizon", "num_steps", "inference_timeout", "connect_timeout")
+            n: get(n).value
+            for n in (
+                *("default_prompt", "horizon", "num_steps", "inference_timeout", "connect_timeout"),
+                *("paligemma_tokenizer", "fast_tokenizer"),
+            )
         }
         policy = make_policy(params, robot)
         self._robot = robot

@@ -200,6 +200,13 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, and tear down within
     `TEARDOWN_DEADLINE_S`; returns 0, or 1 when the node could not be built (the reason is logged in one line
     for a bad parameter)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    own = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "-h" in own or "--help" in own:  # answer, never start a node
+        module = sys.modules.get(getattr(make_node, "__module__", ""))
+        print((module.__doc__ if module and module.__doc__ else "a ROS 2 node").strip())
+        print("\nRun with: --ros-args -p <parameter>:=<value> [-r <topic>:=<remapped>] ...")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger(__name__)
     apply_large_data_profile()
@@ -223,6 +230,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
             code = 1
         finally:
             _teardown(node, executor, code)
+    _exit_if_threads_remain(code)
     return code
 
 
@@ -243,6 +251,22 @@ def _teardown(node: Node | None, executor: SingleThreadedExecutor, code: int) ->
         rclpy.try_shutdown()
     finally:
         watchdog.cancel()
+
+
+def _exit_if_threads_remain(code: int) -> None:
+    """A worker thread still inside native code (an in-process JAX inference that outlived its bounded wait) aborts
+    the process when the interpreter finalises under it ("FATAL: exception not rethrown"): leave without that."""
+    others = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and t.is_alive() and not isinstance(t, threading.Timer)
+    ]
+    if others:
+        logging.getLogger(__name__).info("threads still running at exit (%s): exiting without finalisation", others)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _exit_now(code: int) -> None:

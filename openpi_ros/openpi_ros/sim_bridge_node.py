@@ -1,6 +1,7 @@
 """Node `sim_bridge`: a simulator that looks exactly like the robot on ROS topics.
 
-``sim:=aloha`` (gym-aloha, MuJoCo) or ``sim:=libero`` (LIBERO on robosuite). Publishes the robot profile's camera
+``sim:=<robot>``: the simulator of a registered robot (its spec's ``sim``: ``aloha`` gym-aloha on MuJoCo, ``libero``
+LIBERO on robosuite, or a plugin's; ``task`` '' is the spec's ``sim_task``). Publishes the robot's camera
 topics (sensor_msgs/Image rgb8, stamped with sim time; only the cameras in ``cameras`` are rendered, at
 ``camera_rate`` Hz of sim time), ``joint_states`` every control step, ``/clock`` (rosgraph_msgs/Clock; run the other
 nodes with ``use_sim_time:=true``, since the sim runs slower than real time on a CPU), and ``episode_status``
@@ -22,40 +23,22 @@ from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
+from openpi_core.robots import registry
+from openpi_core.robots.spec import RobotSpec, Simulator, load_attribute
 from openpi_msgs.msg import EpisodeStatus
 from openpi_msgs.srv import ResetEpisode
 from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import optional_list, run_node, to_time
 
 NS = 1_000_000_000
 
 
-def make_sim(kind: str, params: dict) -> object:
-    """The simulator for `sim_bridge`'s parameters."""
-    if kind == "aloha":
-        from openpi_ros.sim.aloha import AlohaSim, AlohaSimConfig  # noqa: PLC0415
-
-        return AlohaSim(
-            AlohaSimConfig(
-                task=params["task"] or "AlohaTransferCube-v0",
-                cameras=tuple(params["cameras"]),
-                image_height=params["image_height"],
-                image_width=params["image_width"],
-            )
-        )
-    if kind == "libero":
-        from openpi_ros.sim.libero import LiberoSim, LiberoSimConfig  # noqa: PLC0415
-
-        return LiberoSim(
-            LiberoSimConfig(
-                task=params["task"] or "libero_spatial/0",
-                cameras=tuple(params["cameras"]),
-                image_size=params["image_height"],
-                assets_dir=params["assets_dir"],
-            )
-        )
-    raise ValueError(f"parameter 'sim': unknown {kind!r}; expected 'aloha' or 'libero'")
+def make_sim(spec: RobotSpec, params: dict) -> Simulator:
+    """The robot's simulator (its spec's ``sim`` factory) for `sim_bridge`'s parameters."""
+    if not spec.sim:
+        raise ValueError(f"parameter 'sim': robot {spec.name!r} has no simulator")
+    factory = load_attribute(spec.sim, f"robot {spec.name!r}: sim")
+    return factory({**params, "task": params["task"] or spec.sim_task})
 
 
 class SimBridgeNode(Node):
@@ -64,10 +47,11 @@ class SimBridgeNode(Node):
         p = self.declare_parameter
         kind = str(p("sim", "aloha").value)
         p("cameras", Parameter.Type.STRING_ARRAY)
-        profile = ROBOTS.get(kind)
-        if profile is None:
-            raise ValueError(f"parameter 'sim': unknown {kind!r}; expected 'aloha' or 'libero'")
-        cameras = optional_list(self, "cameras") or list(profile.cameras)
+        try:
+            profile = registry.get(kind)
+        except registry.UnknownRobotError as exc:
+            raise ValueError(f"parameter 'sim': {exc}") from None
+        cameras = optional_list(self, "cameras") or list(profile.camera_names)
         params = {
             "task": str(p("task", "").value),
             "cameras": cameras,
@@ -81,10 +65,10 @@ class SimBridgeNode(Node):
         rtf = float(p("real_time_factor", 1.0).value)
         seed = int(p("seed", 0).value)
         self.get_logger().info(f"building the {kind} simulator ({params['task'] or 'default task'})...")
-        self._sim = make_sim(kind, params)
+        self._sim = make_sim(profile, params)
         self._profile = profile
         self._cameras = cameras
-        topics = dict(zip(profile.cameras, profile.camera_topics, strict=True))
+        topics = dict(zip(profile.camera_names, profile.camera_topics, strict=True))
         self._image_pubs = {cam: self.create_publisher(Image, topics[cam], 5) for cam in cameras}
         self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10)

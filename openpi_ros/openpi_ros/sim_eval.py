@@ -9,7 +9,8 @@ Every node is its own process over real DDS, on sim time (`/clock` from the brid
 latencies, then a table (success, steps, reward, inference and loop latencies per episode), and writes a JSON
 report and a PNG strip of the first camera. With an official checkpoint folder this is the same evaluation users
 run for openpi's LIBERO table (`--episodes 50` per task). Exit status 0 when every episode ran to its end with
-commands flowing and every node exited cleanly; success rates are reported, not required.
+commands flowing (at least `--min-chunks` chunks) and every node exited cleanly; success rates are reported, not
+required. On a failure the failing nodes' last log lines are printed.
 """
 
 from __future__ import annotations
@@ -33,15 +34,21 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 
+from openpi_core.robots import registry
+from openpi_core.robots.spec import RobotSpec
 from openpi_msgs.msg import EpisodeStatus, ExecutorStatus, PolicyStatus
 from openpi_msgs.srv import ResetEpisode
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
 from openpi_ros.images import image_to_rgb
-from openpi_ros.robots import ROBOTS
 from openpi_ros.ros_util import apply_large_data_profile, stop_on_signals, stop_processes
 
-SMALL_CONFIGS = {"aloha": "pi0_aloha_sim", "libero": "pi0_libero"}
-DEFAULT_TASKS = {"aloha": "AlohaTransferCube-v0", "libero": "libero_spatial/0"}
+MIN_CHUNKS = 3  # an episode counts only once the policy has really acted (not one chunk and a hold)
+LOG_TAIL_LINES = 15
+
+
+def simulated_robots() -> list[str]:
+    """Registered robots with a simulator (their spec's `sim`)."""
+    return [name for name, spec in registry.robots().items() if spec.sim]
 
 
 @dataclasses.dataclass
@@ -90,17 +97,23 @@ class Monitor(Node):
             self.frames.append(image_to_rgb(msg))
 
 
-def _serve_small_policy(sim: str, workdir: Path) -> tuple[object, str]:
-    from openpi_core.policies import aloha_policy, libero_policy  # noqa: PLC0415
+def _serve_small_policy(robot: RobotSpec, workdir: Path) -> tuple[object, str]:
     from openpi_core.policies.small_policy import make_small_policy  # noqa: PLC0415
     from openpi_core.serving.server import PolicyServer, ServerConfig  # noqa: PLC0415
     from openpi_core.serving.spec import spec_for  # noqa: PLC0415
 
-    policy = make_small_policy(SMALL_CONFIGS[sim], workdir / "small_policy")
-    example = aloha_policy.make_aloha_example() if sim == "aloha" else libero_policy.make_libero_example()
-    policy.infer(example)  # compile before the episode starts
-    server = PolicyServer(policy, ServerConfig(port=0), spec=spec_for(sim)).start()
+    policy = make_small_policy(robot.sim_config, workdir / "small_policy")
+    policy.infer(robot.make_example())  # compile before the episode starts
+    server = PolicyServer(policy, ServerConfig(port=0), spec=spec_for(robot.name)).start()
     return server, f"ws://127.0.0.1:{server.port}"
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a node's log ('' when it has none)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _start(graph: list[NodeSpec], env: dict[str, str], log_dir: Path) -> list[subprocess.Popen]:
@@ -114,8 +127,8 @@ def _start(graph: list[NodeSpec], env: dict[str, str], log_dir: Path) -> list[su
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", action="store_true", help="`make demo`: one short ALOHA sim episode, outputs in demo_out/")
-    p.add_argument("--sim", choices=sorted(SMALL_CONFIGS), default="aloha")
-    p.add_argument("--task", default="", help="AlohaTransferCube-v0 | AlohaInsertion-v0 | <libero suite>/<id>")
+    p.add_argument("--sim", choices=simulated_robots(), default="aloha", help="the robot whose simulator to run")
+    p.add_argument("--task", default="", help="default: the robot's sim_task (AlohaTransferCube-v0, ...)")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=400, help="control steps per episode")
     p.add_argument("--policy", choices=("small", "hold", "checkpoint", "remote"), default="small")
@@ -127,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="sim_eval")
     p.add_argument("--out", type=Path, default=Path("sim_eval_out"), help="folder for the JSON report, PNG, logs")
     p.add_argument("--episode-timeout", type=float, default=600.0, help="wall seconds per episode")
+    p.add_argument("--startup-timeout", type=float, default=600.0, help="wall seconds for the nodes to come up")
+    p.add_argument("--min-chunks", type=int, default=MIN_CHUNKS, help="chunks an episode needs to count as run")
     return p
 
 
@@ -135,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         args.sim, args.episodes, args.max_steps = "aloha", 1, min(args.max_steps, 150)
         args.out = Path("demo_out") if args.out == Path("sim_eval_out") else args.out
-        if os.environ.get("CHECKPOINT"):
-            args.policy, args.config_name = "checkpoint", args.config_name or "pi0_aloha_sim"
-            args.checkpoint_dir = os.environ["CHECKPOINT"]
-    task = args.task or DEFAULT_TASKS[args.sim]
+        if os.environ.get("CHECKPOINT"):  # CONFIG= names the checkpoint's config (default: the sim's)
+            args.policy, args.checkpoint_dir = "checkpoint", os.environ["CHECKPOINT"]
+            args.config_name = args.config_name or os.environ.get("CONFIG", "")
+    robot = registry.get(args.sim)
+    if args.policy == "checkpoint":
+        args.config_name = args.config_name or robot.sim_config
+    task = args.task or robot.sim_task
     args.out.mkdir(parents=True, exist_ok=True)
     log_dir = args.out / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -152,13 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     policy = args.policy
     if policy == "small":
         print(
-            f"policy: a SMALL {SMALL_CONFIGS[args.sim]} model with RANDOM weights (no pretrained weights are reachable"
+            f"policy: a SMALL {robot.sim_config} model with RANDOM weights (no pretrained weights are reachable"
             " here): the arms move, but not towards the task. Pass CHECKPOINT=<folder> (or --policy checkpoint) for"
             " a real one.",
             flush=True,
         )
         workdir = Path(tempfile.mkdtemp(prefix="openpi_small_policy_"))
-        server, server_url = _serve_small_policy(args.sim, workdir)
+        server, server_url = _serve_small_policy(robot, workdir)
         policy = "remote"
     config = RobotGraphConfig(
         robot=args.sim,
@@ -169,12 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         server_url=server_url,
         prompt=args.prompt,
         rate=args.rate,
-        sim=args.sim,
+        sim=True,
         task=task,
         max_steps=args.max_steps,
     )
     graph = robot_graph(config)
-    profile = ROBOTS[args.sim]
     print(
         f"sim_eval: {task}, {args.episodes} episode(s) of up to {args.max_steps} steps; nodes: "
         f"{', '.join(s.name for s in graph)} (logs in {log_dir})",
@@ -187,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     with stop_on_signals(signal.SIGINT, signal.SIGTERM) as stop:
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         procs = _start(graph, env, log_dir)
-        monitor = Monitor(args.namespace, profile.camera_topics[0])
+        monitor = Monitor(args.namespace, robot.camera_topics[0])
         try:
             results, ok = _run_episodes(monitor, procs, graph, args, stop)
         finally:
@@ -199,7 +216,18 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
     exit_codes = dict(zip([s.name for s in graph], codes, strict=True))
     _report(results, args, task, exit_codes, frames)
-    ok = ok and len(results) == args.episodes and all(c == 0 for c in codes) and all(r.commands > 0 for r in results)
+    short = [r.episode for r in results if r.chunks < args.min_chunks or r.commands == 0]
+    if short:
+        print(f"error: episode(s) {short} got fewer than {args.min_chunks} chunks from the policy", file=sys.stderr)
+    failed = {name: code for name, code in exit_codes.items() if code != 0}
+    ok = ok and len(results) == args.episodes and not failed and not short
+    if not ok:
+        for spec in graph:  # the nodes that failed first, then the rest: the reason is in someone's last lines
+            if failed and spec.name not in failed:
+                continue
+            tail = log_tail(log_dir / f"{spec.name}.log")
+            if tail:
+                print(f"--- last lines of {spec.name} (exit {exit_codes[spec.name]}) ---\n{tail}", file=sys.stderr)
     print("sim_eval OK" if ok else "sim_eval FAILED", flush=True)
     return 0 if ok else 1
 
@@ -219,13 +247,16 @@ def _run_episodes(
                 return False
         return True
 
-    deadline = time.monotonic() + 120
-    while not monitor.reset.service_is_ready() or monitor.episode is None:
-        if time.monotonic() > deadline or not spin(0.2):
-            print("error: the sim bridge did not come up within 120 s", file=sys.stderr)
+    # The episode starts once the bridge and the policy node are up (an in-process policy compiles at configure).
+    deadline = time.monotonic() + args.startup_timeout
+    while not monitor.reset.service_is_ready() or monitor.episode is None or monitor.policy_status is None:
+        late = time.monotonic() > deadline
+        if late:
+            print(f"error: the sim bridge and policy node were not up within {args.startup_timeout} s", file=sys.stderr)
+        if late or not spin(0.2):
             return [], False
     results = []
-    dt = 0.02 if args.sim == "aloha" else 0.05  # the sims' control periods
+    dt = 1.0 / registry.get(args.sim).control_rate  # the sim's control period
     for index in range(args.episodes):
         future = monitor.reset.call_async(ResetEpisode.Request(seed=index))
         while not future.done():

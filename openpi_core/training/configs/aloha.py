@@ -28,6 +28,9 @@ class LeRobotAlohaDataConfig(DataConfigFactory):
     adapt_to_pi: bool = True
     cameras: tuple[str, ...] = ("top",)
 
+    def robot_name(self) -> str:
+        return "aloha"
+
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
         camera_names = {
             "top": "cam_high",

@@ -47,6 +47,9 @@ class LeRobotDROIDDataConfig(DataConfigFactory):
     base_config: DataConfig | None = DataConfig(prompt_from_task=True)
     layout: str = "openpi"
 
+    def robot_name(self) -> str:
+        return "droid"
+
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
         if self.layout not in _REPACK:
             raise ValueError(f"LeRobotDROIDDataConfig.layout: {self.layout!r} is not one of {sorted(_REPACK)}")

@@ -25,6 +25,9 @@ class LeRobotLiberoDataConfig(DataConfigFactory):
     # delta transform on the 6 end-effector dims (openpi's `extra_delta_transform`), π₀.₅'s without.
     extra_delta_transform: bool = False
 
+    def robot_name(self) -> str:
+        return "libero"
+
     def create(self, assets_dirs: pathlib.Path, model_config: _model.BaseModelConfig) -> DataConfig:
         repack = {
             "observation/image": "image",

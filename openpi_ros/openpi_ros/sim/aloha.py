@@ -15,7 +15,7 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless; set MUJOCO_GL=osmesa to use OSMesa instead
 
-__all__ = ["ALOHA_CAMERAS", "ALOHA_TASKS", "AlohaSim", "AlohaSimConfig"]
+__all__ = ["ALOHA_CAMERAS", "ALOHA_TASKS", "AlohaSim", "AlohaSimConfig", "make_sim"]
 
 # gym-aloha task id -> (task name in gym_aloha.env, default prompt)
 ALOHA_TASKS = {
@@ -135,3 +135,14 @@ class AlohaSim:
         """uint8 [height, width, 3] RGB from one ALOHA camera."""
         cfg = self.config
         return self._physics.render(height=cfg.image_height, width=cfg.image_width, camera_id=ALOHA_CAMERAS[camera])
+
+
+def make_sim(params: dict) -> AlohaSim:
+    """`sim_bridge`'s factory (the aloha robot spec's ``sim``)."""
+    config = AlohaSimConfig(
+        task=params["task"],
+        cameras=tuple(params["cameras"]),
+        image_height=params["image_height"],
+        image_width=params["image_width"],
+    )
+    return AlohaSim(config)

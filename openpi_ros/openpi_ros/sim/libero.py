@@ -24,7 +24,7 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-__all__ = ["LIBERO_CAMERAS", "LiberoSim", "LiberoSimConfig", "default_assets_dir", "quat_to_axis_angle"]
+__all__ = ["LIBERO_CAMERAS", "LiberoSim", "LiberoSimConfig", "default_assets_dir", "make_sim", "quat_to_axis_angle"]
 
 # policy camera name -> robosuite camera
 LIBERO_CAMERAS = {"image": "agentview", "wrist_image": "robot0_eye_in_hand"}
@@ -205,3 +205,14 @@ class LiberoSim:
 
     def close(self) -> None:
         self._env.close()
+
+
+def make_sim(params: dict) -> LiberoSim:
+    """`sim_bridge`'s factory (the libero robot spec's ``sim``)."""
+    config = LiberoSimConfig(
+        task=params["task"],
+        cameras=tuple(params["cameras"]),
+        image_size=params["image_height"],
+        assets_dir=params["assets_dir"],
+    )
+    return LiberoSim(config)

@@ -1,0 +1,1 @@
+"""openpi-ros robot plugin: a UR5e with a gripper (robosuite Lift). The robot is `robot.ROBOT`."""
