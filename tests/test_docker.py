@@ -144,7 +144,7 @@ def test_server_image_install_covers_what_serving_a_checkpoint_imports(tmp_path:
         "from openpi_core.serving import cli\n"
         f"args = cli._parser().parse_args(['--config', 'debug_aloha', '--checkpoint', {str(checkpoint)!r}])\n"
         "policy = cli._policy(args)\n"
-        "from openpi_core.policies import aloha_policy; policy.infer(aloha_policy.make_aloha_example())\n"
+        "from openpi_core.robots.aloha import make_aloha_example; policy.infer(make_aloha_example())\n"
         "from openpi_core.serving.server import PolicyServer"
     )
     for heavy in ("torch", "lerobot", "rclpy"):
@@ -162,9 +162,9 @@ def _debug_aloha_checkpoint(tmp: Path) -> Path:
     from helpers.policies import write_random_checkpoint  # noqa: PLC0415
 
     from openpi_core import normalize  # noqa: PLC0415
-    from openpi_core.training import config as _config  # noqa: PLC0415
+    from openpi_core.training import configs as _configs  # noqa: PLC0415
 
-    config = _config.get_config("debug_aloha")
+    config = _configs.get_config("debug_aloha")
     checkpoint = tmp / "checkpoint"
     if not checkpoint.exists():
         stats = {key: normalize.NormStats(mean=np.zeros(14), std=np.ones(14)) for key in ("state", "actions")}

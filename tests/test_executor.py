@@ -30,6 +30,7 @@ T0 = 100 * NS
 def _executor(joints: tuple[str, ...] = JOINTS, **kwargs: object) -> ChunkExecutor:
     kwargs.setdefault("stale_timeout", 2.0)
     kwargs.setdefault("max_state_age", 10.0)
+    kwargs.setdefault("estop_grace", 0.0)  # the start-up wait has a test of its own
     return ChunkExecutor(ExecutorConfig(joint_names=joints, control_period=0.02, **kwargs))
 
 
@@ -406,7 +407,7 @@ def test_an_exception_in_the_tick_faults_instead_of_escaping() -> None:
             raise ZeroDivisionError("integer division or modulo by zero")
 
     joints = ("j1/velocity", "j2")
-    ex = Broken(ExecutorConfig(joint_names=joints, max_state_age=10.0))
+    ex = Broken(ExecutorConfig(joint_names=joints, max_state_age=10.0, estop_grace=0.0))
     _measure(ex, (0.0, 0.0), T0, names=("j1", "j2"))
     command = ex.step(T0, T0)
     assert ex.state is ExecutorState.FAULT
@@ -431,3 +432,39 @@ def test_config_errors_name_the_field() -> None:
         ExecutorConfig(joint_names=JOINTS, state_joint_names=("a", ""), limits=SafetyLimits(max_velocity=(1.0, 1.0)))
     with pytest.raises(ValueError, match="binary_columns"):
         ExecutorConfig(joint_names=JOINTS, binary_columns=("gripper",))
+
+
+def test_nothing_moves_in_the_estop_grace_unless_an_estop_message_arrived() -> None:
+    """A latched e-stop reaches a (re)started executor only after discovery: until then, or until `estop_grace`
+    has passed with no e-stop publisher, no chunk is accepted and nothing is commanded."""
+    ex = _executor(estop_grace=1.0)
+    ex.update_measured(JOINTS, [0.0, 0.0], T0)
+    assert ex.step(T0, T0) is None
+    assert "latched e-stop" in ex.message
+    with pytest.raises(ChunkRejected, match="e-stop state not known yet"):
+        _add(ex, _ramp(0.0), T0, T0 + 100 * MS)
+    # The latched e-stop arrives within the grace: engaged, as if it had been there all along.
+    ex.set_estop(True, T0 + 200 * MS, T0 + 200 * MS)
+    with pytest.raises(ChunkRejected, match="e-stop engaged"):
+        _add(ex, _ramp(0.0), T0 + 250 * MS, T0 + 250 * MS)
+    # No e-stop publisher at all: after the grace the executor runs.
+    quiet = _executor(estop_grace=1.0)
+    quiet.update_measured(JOINTS, [0.0, 0.0], T0 + 1100 * MS)
+    quiet.step(T0, T0)
+    _add(quiet, _ramp(0.0), T0 + 1100 * MS, T0 + 1100 * MS)
+    assert quiet.step(T0 + 1120 * MS, T0 + 1120 * MS) is not None
+    assert quiet.state is ExecutorState.EXECUTING
+
+
+def test_ordering_holds_after_the_executed_chunk_went_stale() -> None:
+    """An older or duplicate stamp is rejected even once the chunk it is older than is no longer executed."""
+    ex = _executor(stale_timeout=0.2)
+    ex.update_measured(JOINTS, [0.0, 0.0], T0)
+    _add(ex, _ramp(0.0), T0 + 100 * MS, T0 + 100 * MS)
+    ex.step(T0 + 120 * MS, T0 + 120 * MS)
+    later = T0 + 600 * MS  # the chunk arrived 0.5 s ago: stale, pruned from the queue
+    ex.update_measured(JOINTS, [0.0, 0.0], later)
+    ex.step(later, later)
+    for stamp in (T0 + 100 * MS, T0 + 80 * MS):
+        with pytest.raises(ChunkRejected, match="not newer than the newest chunk accepted"):
+            _add(ex, _ramp(5.0), stamp, later)

@@ -147,3 +147,92 @@ def test_robot_launch_files_read_the_graphs():
             RobotGraphConfig.from_strings(bad)
     with pytest.raises(ValueError, match="robot"):
         RobotGraphConfig(robot="spot")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (every import, also inside functions; not `TYPE_CHECKING` ones)."""
+    roots = {"openpi_core": REPO / "openpi_core", "openpi_ros": REPO / "openpi_ros" / "openpi_ros"}
+    files = {}
+    for base in roots.values():
+        for path in base.rglob("*.py"):
+            parts = path.relative_to(base.parent).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        hidden = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in hidden:
+                continue
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, *([node.module] if node.module else [])])
+                found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles_between_files_or_folders() -> None:
+    graph = _import_graph()
+    assert _cycles(graph) == []
+
+    def folder(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2])  # openpi_core.training, openpi_ros.sim, ... (top-level modules are their own)
+
+    folders: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        for other in imported:
+            if folder(module) != folder(other):
+                folders.setdefault(folder(module), set()).add(folder(other))
+    assert _cycles(folders) == []
+    # The robot side never reaches the model code through the registry (no JAX for a remote-policy robot).
+    reach, todo = set(), ["openpi_core.robots.registry"]
+    while todo:
+        for other in graph[todo.pop()] - reach:
+            reach.add(other)
+            todo.append(other)
+    assert not {m for m in reach if m.startswith(("openpi_core.models", "openpi_core.training"))}

@@ -52,7 +52,7 @@ def test_loop_records_converts_trains_serves_and_runs(tmp_path: Path, robot: str
         serve = (
             "from openpi_core.robots import registry;"
             "from openpi_core.policies.policy_config import create_trained_policy;"
-            "from openpi_core.training.config import get_config;"
+            "from openpi_core.training.configs import get_config;"
             f"policy = create_trained_policy(get_config({config!r}), {str(checkpoint)!r},"
             " sample_kwargs={'num_steps': 1});"
             f"print(policy.infer(registry.get({robot!r}).make_example())['actions'].shape)"

@@ -20,11 +20,14 @@ import pytest
 from PIL import Image
 
 from openpi_core import transforms as tf
+from openpi_core.adapters import aloha_policy, droid_policy, libero_policy
 from openpi_core.images import parse_image, resize_with_pad
 from openpi_core.models import model as _model
 from openpi_core.models import tokenizer, tokenizer_sources
-from openpi_core.policies import aloha_policy, droid_policy, libero_policy
+from openpi_core.robots.droid import make_droid_example
+from openpi_core.robots.libero import make_libero_example
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_PYTHON = REPO / ".venv-client" / "bin" / "python"
@@ -149,7 +152,7 @@ def test_aloha_adapter_flips_joints_and_converts_grippers(gripper: float) -> Non
 @pytest.mark.parametrize("model_type", list(_model.ModelType))
 def test_droid_and_libero_layouts(model_type: _model.ModelType) -> None:
     fast = model_type == _model.ModelType.PI0_FAST
-    obs = droid_policy.make_droid_example()
+    obs = make_droid_example()
     out = droid_policy.DroidInputs(model_type)(obs)
     np.testing.assert_array_equal(
         out["state"], np.concatenate([obs["observation/joint_position"], obs["observation/gripper_position"]])
@@ -162,7 +165,7 @@ def test_droid_and_libero_layouts(model_type: _model.ModelType) -> None:
     wrist = out["image"]["wrist_0_rgb" if fast else "left_wrist_0_rgb"]
     np.testing.assert_array_equal(wrist, obs["observation/wrist_image_left"])
     assert droid_policy.DroidOutputs()({"actions": np.ones((10, 32))})["actions"].shape == (10, 8)
-    obs = libero_policy.make_libero_example()
+    obs = make_libero_example()
     out = libero_policy.LiberoInputs(model_type)(obs)
     assert bool(out["image_mask"]["right_wrist_0_rgb"]) is fast  # π₀-FAST does not mask the padding image
     np.testing.assert_array_equal(out["image"]["left_wrist_0_rgb"], obs["observation/wrist_image"])
@@ -184,10 +187,7 @@ def test_prompts_as_bytes_and_numpy_strings_tokenize_as_text(tmp_path: Path) -> 
     ):
         np.testing.assert_array_equal(tokenize({"prompt": prompt})["tokenized_prompt"], reference, err_msg=repr(prompt))
     assert (
-        droid_policy.DroidInputs(_model.ModelType.PI05)({**droid_policy.make_droid_example(), "prompt": b"wipe"})[
-            "prompt"
-        ]
-        == "wipe"
+        droid_policy.DroidInputs(_model.ModelType.PI05)({**make_droid_example(), "prompt": b"wipe"})["prompt"] == "wipe"
     )
     with pytest.raises(ValueError, match="a prompt is required"):
         tokenize({})
@@ -261,14 +261,14 @@ PINS = {
 def test_every_robot_config_is_pinned() -> None:
     """Every openpi config this project ships (the built-in robots'; plugin robots' configs are their own)."""
     builtin = {"aloha", "droid", "libero"}
-    names = [n for n in _config.config_names() if _config.get_config(n).data.robot_name() in builtin]
+    names = [n for n in _configs.config_names() if _configs.get_config(n).data.robot_name() in builtin]
     assert sorted(PINS) == sorted(n for n in names if not n.startswith("debug"))
 
 
 @pytest.mark.parametrize("name", sorted(PINS))
 def test_config_matches_openpi(name: str, tmp_path: Path) -> None:
     kind, dim, horizon, tokens, discrete, mask, prompt, from_task, asset_id, weights, lora, ema, batch = PINS[name]
-    config = _config.get_config(name)
+    config = _configs.get_config(name)
     model = config.model
     assert (model.model_type.value, model.action_dim, model.action_horizon, model.max_token_len) == (
         kind,
@@ -306,7 +306,7 @@ def test_pipelines_build_offline_and_an_unreachable_tokenizer_fails_fast(
     seconds, in one line naming the file and the flag."""
     monkeypatch.setenv("OPENPI_DATA_HOME", str(tmp_path))
     group = _config.ModelTransformFactory(paligemma_tokenizer="http://127.0.0.1:9/paligemma_tokenizer.model")(
-        _config.get_config("pi0_aloha").model
+        _configs.get_config("pi0_aloha").model
     )
     tokenize = next(t for t in group.inputs if isinstance(t, tf.TokenizePrompt))
     with pytest.raises(tokenizer_sources.TokenizerUnavailableError) as info:
@@ -324,7 +324,7 @@ def test_debug_configs_tokenize_offline_with_small_builtin_tokenizers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENPI_DATA_HOME", str(tmp_path))
-    config = _config.get_config("debug_aloha")
+    config = _configs.get_config("debug_aloha")
     assert config.tokenizer_sources == {"paligemma": tokenizer_sources.SMALL_PALIGEMMA}
     sp = tokenizer.load_sentencepiece(tokenizer_sources.SMALL_PALIGEMMA)
     assert sp.vocab_size() == 1024 == config.model.vocab_size

@@ -14,9 +14,13 @@ from helpers.tokenizers import make_paligemma_like_model
 
 from openpi_core import normalize
 from openpi_core.models import model as _model
-from openpi_core.policies import PolicyClient, aloha_policy, droid_policy, libero_policy
+from openpi_core.policies import PolicyClient
 from openpi_core.policies.policy_config import create_trained_policy
+from openpi_core.robots.aloha import make_aloha_example
+from openpi_core.robots.droid import make_droid_example
+from openpi_core.robots.libero import make_libero_example
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +79,15 @@ def test_checkpoint_errors(setup: tuple[_config.TrainConfig, Path], tmp_path: Pa
 @pytest.mark.parametrize(
     ("name", "example", "action_dim"),
     [
-        ("pi0_aloha", aloha_policy.make_aloha_example, 14),
-        ("pi05_droid", droid_policy.make_droid_example, 8),
-        ("pi05_libero", libero_policy.make_libero_example, 7),
+        ("pi0_aloha", make_aloha_example, 14),
+        ("pi05_droid", make_droid_example, 8),
+        ("pi05_libero", make_libero_example, 7),
     ],
 )
 def test_robot_examples_run_end_to_end(name: str, example: object, action_dim: int, tmp_path: Path) -> None:
     """Each robot adapter's example goes through its config's pipeline and a tiny model of the same family."""
     sp = make_paligemma_like_model(tmp_path / "sp.model", num_loc=0, num_seg=0)
-    config = _config.get_config(name)
+    config = _configs.get_config(name)
     tiny = {"paligemma_variant": "dummy", "action_expert_variant": "dummy", "vision_variant": "mu/14"}
     model = dataclasses.replace(config.model, vocab_size=1024, dtype="float32", action_horizon=HORIZON, **tiny)
     factory = _config.ModelTransformFactory(paligemma_tokenizer=str(sp))

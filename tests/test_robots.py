@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
+from openpi_core.adapters.robot_policy import RobotInputs, RobotOutputs
 from openpi_core.errors import InvalidObservationError
 from openpi_core.models import model as _model
-from openpi_core.policies.robot_policy import RobotInputs, RobotOutputs
 from openpi_core.robots import registry
 from openpi_core.robots.spec import CameraSpec, ExecutorLimits, RobotSpec
 from openpi_core.serving.spec import spec_for
-from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_core.training.configs.robot import delta_mask
 from openpi_ros.graphs import RobotGraphConfig, robot_graph
 from openpi_ros.robots import resolve
@@ -41,9 +41,9 @@ def test_registry_has_the_builtins_and_the_installed_plugin() -> None:
     assert ur5e.action_dim == 7
     assert registry.plugin_errors() == {}
     # Its configs join the named ones; every config names the robot whose observations it reads.
-    assert {"debug_ur5e_lift", "pi05_ur5e_lift"} <= set(_config.config_names())
-    assert _config.get_config("debug_ur5e_lift").data.robot_name() == "ur5e_lift"
-    assert _config.get_config("pi05_droid").data.robot_name() == "droid"
+    assert {"debug_ur5e_lift", "pi05_ur5e_lift"} <= set(_configs.config_names())
+    assert _configs.get_config("debug_ur5e_lift").data.robot_name() == "ur5e_lift"
+    assert _configs.get_config("pi05_droid").data.robot_name() == "droid"
     with pytest.raises(registry.UnknownRobotError, match=r"unknown robot 'spot'; registered: aloha, droid"):
         registry.get("spot")
 
@@ -160,7 +160,7 @@ def test_generic_data_config_trains_joints_as_deltas_and_grippers_absolute(tmp_p
     ur5e = registry.get("ur5e_lift")
     assert delta_mask(ur5e) == (True,) * 6 + (False,)
     assert delta_mask(registry.get("droid")) == (False,) * 8  # velocities and the gripper stay absolute
-    config = _config.get_config("debug_ur5e_lift")
+    config = _configs.get_config("debug_ur5e_lift")
     data = config.data.create(tmp_path, config.model)
     repack = data.repack_transforms.inputs[0].structure
     assert repack["images"] == {"scene": "observation.images.scene", "wrist": "observation.images.wrist"}

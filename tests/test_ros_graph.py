@@ -97,6 +97,7 @@ def test_executor_limits_watchdog_and_estop(ros_context: object, spawn: object) 
             "lower_limits": [-1.0, -1.0],
             "upper_limits": [1.0, 1.0],
             "max_velocity": [2.5, 2.5],  # 0.05 per 20 ms
+            "estop_grace": 0.0,  # no latched e-stop here: the start-up wait is tests/test_executor_node.py's
         },
         namespace="exec_test",
     )

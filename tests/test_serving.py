@@ -24,12 +24,12 @@ from websockets.sync.client import connect
 
 from openpi_core import normalize
 from openpi_core.policies import HoldPositionPolicy
-from openpi_core.policies.aloha_policy import make_aloha_example as aloha_policy_example
+from openpi_core.robots.aloha import make_aloha_example as aloha_policy_example
 from openpi_core.serving import codec
 from openpi_core.serving.client import PolicyConnectionError, PolicyServerError, WebsocketPolicyClient
 from openpi_core.serving.server import PolicyServer, ServerConfig
 from openpi_core.serving.spec import ObservationSpec, spec_for
-from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_PYTHON = REPO / ".venv-client" / "bin" / "python"
@@ -432,7 +432,7 @@ def test_cli_fails_fast_and_in_one_line_without_a_tokenizer(tmp_path: Path) -> N
     (it used to retry gs:// and end in a 100-line aiohttp traceback)."""
     stats = {k: normalize.NormStats(mean=np.zeros(14), std=np.ones(14)) for k in ("state", "actions")}
     checkpoint = write_random_checkpoint(
-        _config.get_config("debug_aloha"), tmp_path / "ckpt", "local/aloha_demos", stats
+        _configs.get_config("debug_aloha"), tmp_path / "ckpt", "local/aloha_demos", stats
     )
     url = "http://127.0.0.1:9/paligemma_tokenizer.model"
     cmd = [sys.executable, "-m", "openpi_core.serving", "--config", "debug_aloha", "--checkpoint", str(checkpoint)]

@@ -95,6 +95,7 @@ def test_executor_clamps_hold_against_the_sim(ros_context: object, spawn: object
             "max_velocity": [0.5] * 14,
             "stale_timeout": 5.0,
             "max_chunk_age": 5.0,
+            "estop_grace": 0.0,  # no e-stop publisher in this test
         },
         namespace="clamp_sim",
     )

@@ -27,6 +27,7 @@ from openpi_core.rosbag_to_lerobot.mapping import parse_mapping
 from openpi_core.rosbag_to_lerobot.metadata_keys import TASK_KEY
 from openpi_core.serving.server import PolicyServer, ServerConfig
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_ros.graphs import NodeSpec
 from openpi_ros.ros_util import to_time
 
@@ -149,7 +150,7 @@ def test_converted_bag_and_live_node_give_the_same_model_inputs(
     joint_names = list(profile.joint_names)
     bag = tmp_path / "bag"
     _write_bag(bag, namespace, topics, joint_names)
-    config = _config.get_config(config_name)
+    config = _configs.get_config(config_name)
 
     # (a) converted with the robot's layout, read back by lerobot, through the config's training pipeline.
     mapping = {
@@ -242,4 +243,4 @@ def _raw_state(robot: str, obs: dict) -> np.ndarray:
 def test_cases_cover_the_robot_cameras() -> None:
     for robot, (_, cameras) in CASES.items():
         assert sorted(cameras) == sorted(registry.get(robot).camera_names)
-        assert dataclasses.is_dataclass(_config.get_config(CASES[robot][0]).data)
+        assert dataclasses.is_dataclass(_configs.get_config(CASES[robot][0]).data)

@@ -24,6 +24,7 @@ from openpi_core.models import gemma, lora
 from openpi_core.models import model as _model
 from openpi_core.robots import registry
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_core.training import data_loader, sharding, trainer, weight_loaders
 from openpi_core.training.configs import libero
 
@@ -32,25 +33,25 @@ TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 
 
 def _debug(tmp_path: Path, **overrides: object) -> _config.TrainConfig:
-    base = _config.get_config("debug")
+    base = _configs.get_config("debug")
     return dataclasses.replace(
         base, checkpoint_base_dir=str(tmp_path / "ckpt"), assets_base_dir=str(tmp_path / "assets"), **overrides
     )
 
 
 def test_registry_names_suggestions_and_validation() -> None:
-    names = set(_config.config_names())
+    names = set(_configs.config_names())
     expected = {"debug", "pi0_aloha", "pi0_aloha_sim", "pi05_aloha", "pi05_droid", "pi0_fast_droid", "pi0_libero"}
     assert expected | {"pi0_fast_libero", "pi05_libero", "pi0_libero_low_mem_finetune"} <= names
     with pytest.raises(ValueError, match="Did you mean 'pi05_libero'"):
-        _config.get_config("pi05_lbero")
+        _configs.get_config("pi05_lbero")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        dataclasses.replace(_config.get_config("debug"), batch_size=0)
+        dataclasses.replace(_configs.get_config("debug"), batch_size=0)
     with pytest.raises(ValueError, match="resume and overwrite"):
-        dataclasses.replace(_config.get_config("debug"), resume=True, overwrite=True)
+        dataclasses.replace(_configs.get_config("debug"), resume=True, overwrite=True)
     with pytest.raises(ValueError, match="exp_name"):
-        dataclasses.replace(_config.get_config("debug"), exp_name="a/b")
-    config = _config.cli(["debug", "--batch-size", "4", "--num-train-steps", "3", "--exp-name", "cli", "--resume"])
+        dataclasses.replace(_configs.get_config("debug"), exp_name="a/b")
+    config = _configs.cli(["debug", "--batch-size", "4", "--num-train-steps", "3", "--exp-name", "cli", "--resume"])
     assert (config.name, config.batch_size, config.num_train_steps, config.exp_name, config.resume) == (
         "debug",
         4,
@@ -58,8 +59,8 @@ def test_registry_names_suggestions_and_validation() -> None:
         "cli",
         True,
     )
-    lora_config = _config.get_config("pi0_libero_low_mem_finetune")
-    assert lora_config.effective_freeze_filter != _config.get_config("pi0_libero").effective_freeze_filter
+    lora_config = _configs.get_config("pi0_libero_low_mem_finetune")
+    assert lora_config.effective_freeze_filter != _configs.get_config("pi0_libero").effective_freeze_filter
 
 
 def test_batches_depend_only_on_the_step(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_lora_trains_only_adapters(tmp_path: Path) -> None:
         overwrite=True,
     )
     config = _debug(
-        tmp_path, model=dataclasses.replace(_config.get_config("debug").model, paligemma_variant="test_train_lora")
+        tmp_path, model=dataclasses.replace(_configs.get_config("debug").model, paligemma_variant="test_train_lora")
     )
     mesh = sharding.make_mesh(1)
     train = trainer.Trainer(config, mesh)
@@ -181,7 +182,7 @@ def libero_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _libero_config(tmp_path: Path, root: Path, **data_overrides: object) -> _config.TrainConfig:
     tokenizer = make_paligemma_like_model(tmp_path / "sp.model", num_loc=0, num_seg=0)
-    debug = _config.get_config("debug")
+    debug = _configs.get_config("debug")
     data = libero.LeRobotLiberoDataConfig(
         repo_id="local/libero_tiny",
         root=str(root),
@@ -305,11 +306,11 @@ def local_tokenizers(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str
     return str(sp), str(fast)
 
 
-@pytest.mark.parametrize("name", [n for n in _config.config_names() if not n.startswith("debug")])
+@pytest.mark.parametrize("name", [n for n in _configs.config_names() if not n.startswith("debug")])
 def test_named_config_pipelines_run(name: str, tmp_path: Path, local_tokenizers: tuple[str, str]) -> None:
     """Every robot config's transform pipeline turns a sample of its dataset layout into model inputs."""
     sp, fast = local_tokenizers
-    config = _config.get_config(name)
+    config = _configs.get_config(name)
     factory = _config.ModelTransformFactory(paligemma_tokenizer=sp, fast_tokenizer=fast)
     model = config.model
     if hasattr(model, "fast_model_tokenizer"):

@@ -11,9 +11,9 @@ from helpers.tokenizers import make_paligemma_like_model
 
 from openpi_core import normalize
 from openpi_core import transforms as tf
+from openpi_core.adapters import aloha_policy, droid_policy, libero_policy
 from openpi_core.models import model as _model
 from openpi_core.models import tokenizer
-from openpi_core.policies import aloha_policy, droid_policy, libero_policy
 
 RNG = np.random.default_rng(0)
 

@@ -21,6 +21,7 @@ from openpi_core import transforms as _transforms
 from openpi_core.errors import OpenpiError
 from openpi_core.models import tokenizer_sources
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_core.training import data_loader
 
 KEYS = ("state", "actions")
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if not rest or rest[0].startswith("-"):
         parser.error("the first argument is a config name (see training/train.py --help)")
-    config = _config.cli(rest).with_tokenizers(paligemma=args.paligemma_tokenizer, fast=args.fast_tokenizer)
+    config = _configs.cli(rest).with_tokenizers(paligemma=args.paligemma_tokenizer, fast=args.fast_tokenizer)
     try:
         compute(config, max_frames=args.max_frames, batch_size=args.stats_batch_size)
     except (FileNotFoundError, ValueError, OpenpiError) as error:

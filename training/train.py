@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from openpi_core.errors import OpenpiError
 from openpi_core.models import tokenizer_sources
-from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_core.training import trainer
 
 
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     tokenizer_sources.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
-    config = _config.cli(rest).with_tokenizers(paligemma=args.paligemma_tokenizer, fast=args.fast_tokenizer)
+    config = _configs.cli(rest).with_tokenizers(paligemma=args.paligemma_tokenizer, fast=args.fast_tokenizer)
     try:
         state = trainer.train(config)
     except (FileExistsError, FileNotFoundError, ValueError, OpenpiError) as error:  # configs, data, run folders

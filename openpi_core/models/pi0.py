@@ -11,6 +11,7 @@ token (the state is in the prompt) and conditions every action-expert norm on th
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import einops
 import jax
@@ -18,7 +19,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from openpi_core.models import gemma, model, siglip
-from openpi_core.models.pi0_config import Pi0Config
+
+if TYPE_CHECKING:  # the config builds the model (`Pi0Config.create`); the model only reads the config's fields
+    from openpi_core.models.pi0_config import Pi0Config
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from openpi_core.policies.policy import Policy
 from openpi_core.policies.policy_config import create_trained_policy
 from openpi_core.robots import registry
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 
 __all__ = ["make_small_policy"]
 
@@ -34,7 +35,7 @@ def make_small_policy(
 ) -> Policy:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = _config.get_config(config_name)
+    config = _configs.get_config(config_name)
     if not config.data.robot_name():
         raise ValueError(f"config {config_name!r} reads no robot's observations (its data config names no robot)")
     robot = registry.get(config.data.robot_name())

@@ -9,6 +9,8 @@ import numpy as np
 
 from openpi_core.robots.spec import CameraSpec, ExecutorLimits, RobotSpec
 
+# The cameras openpi's ALOHA adapter reads (cam_low and the wrists optional).
+CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 _ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
 # The ViperX 300 S joint ranges (gym-aloha's vx300s MJCF), grippers normalised to [0, 1]. A measured arm joint 0.5 rad
 # from its command (a re-home, a sim reset) faults; grippers are not tracked (they stall on objects).
@@ -22,10 +24,11 @@ def aloha_layout(images: Mapping[str, np.ndarray], state: np.ndarray, prompt: st
     return {"state": state, "images": chw, "prompt": prompt}
 
 
-def _example() -> dict[str, Any]:
-    from openpi_core.policies.aloha_policy import make_aloha_example  # noqa: PLC0415 (imports the model module)
-
-    return make_aloha_example()
+def make_aloha_example(seed: int = 0) -> dict[str, Any]:
+    """A random observation in the ALOHA layout (CHW uint8 cameras, 14-D state), as a robot sends it."""
+    rng = np.random.default_rng(seed)
+    images = {cam: rng.integers(0, 256, (3, 224, 224), dtype=np.uint8) for cam in CAMERAS}
+    return {"state": rng.uniform(-1, 1, 14).astype(np.float32), "images": images, "prompt": "fold the towel"}
 
 
 ROBOT = RobotSpec(
@@ -48,7 +51,7 @@ ROBOT = RobotSpec(
     control_rate=50.0,
     policy_rate=10.0,
     layout=aloha_layout,
-    example=_example,
+    example=make_aloha_example,
     optional_fields=("images.cam_low", "images.cam_left_wrist", "images.cam_right_wrist"),
     gripper_columns=("left_gripper", "right_gripper"),
     debug_config="debug_aloha",

@@ -31,10 +31,16 @@ def droid_layout(images: Mapping[str, np.ndarray], state: np.ndarray, prompt: st
     }
 
 
-def _example() -> dict[str, Any]:
-    from openpi_core.policies.droid_policy import make_droid_example  # noqa: PLC0415 (imports the model module)
-
-    return make_droid_example()
+def make_droid_example(seed: int = 0) -> dict[str, Any]:
+    """A random observation in the DROID layout (two HWC uint8 cameras, 7 joints + gripper)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "observation/exterior_image_1_left": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/wrist_image_left": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/joint_position": rng.uniform(-1, 1, 7).astype(np.float32),
+        "observation/gripper_position": rng.uniform(0, 1, 1).astype(np.float32),
+        "prompt": "put the marker in the cup",
+    }
 
 
 ROBOT = RobotSpec(
@@ -61,7 +67,7 @@ ROBOT = RobotSpec(
     control_rate=15.0,
     policy_rate=5.0,
     layout=droid_layout,
-    example=_example,
+    example=make_droid_example,
     gripper_columns=("gripper",),
     debug_config="debug_droid",
 )

@@ -20,10 +20,15 @@ def libero_layout(images: Mapping[str, np.ndarray], state: np.ndarray, prompt: s
     }
 
 
-def _example() -> dict[str, Any]:
-    from openpi_core.policies.libero_policy import make_libero_example  # noqa: PLC0415 (imports the model module)
-
-    return make_libero_example()
+def make_libero_example(seed: int = 0) -> dict[str, Any]:
+    """A random observation in the LIBERO layout (agent-view and wrist HWC uint8 cameras, 8-D state)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "observation/image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/state": rng.uniform(-1, 1, 8).astype(np.float32),
+        "prompt": "open the top drawer",
+    }
 
 
 ROBOT = RobotSpec(
@@ -47,7 +52,7 @@ ROBOT = RobotSpec(
     control_rate=20.0,
     policy_rate=10.0,
     layout=libero_layout,
-    example=_example,
+    example=make_libero_example,
     gripper_columns=("gripper",),
     sim="openpi_ros.sim.libero:make_sim",
     sim_task="libero_spatial/0",

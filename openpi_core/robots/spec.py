@@ -141,8 +141,8 @@ class RobotSpec:
     """Hz: the default inference rate."""
     layout: Layout = generic_layout
     """ROS inputs (HWC uint8 images by camera name, the state, the prompt) -> the observation the adapter reads."""
-    example: Callable[[], dict[str, Any]] | None = None
-    """A random observation in `layout` (as a robot sends it); default: made from the cameras and joints."""
+    example: Callable[[int], dict[str, Any]] | None = None
+    """seed -> a random observation in `layout` (as a robot sends it); default: made from the cameras and joints."""
     optional_fields: tuple[str, ...] = ()
     """Observation fields the adapter accepts missing (``images.cam_low``): the serving spec lets them out."""
     gripper_columns: tuple[str, ...] = ()
@@ -215,7 +215,7 @@ class RobotSpec:
 
     def make_example(self, seed: int = 0) -> dict[str, Any]:
         if self.example is not None:
-            return self.example()
+            return self.example(seed)
         rng = np.random.default_rng(seed)
         images = {c.name: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for c in self.cameras}
         state = rng.uniform(-1, 1, len(self.joint_names)).astype(np.float32)

@@ -83,9 +83,9 @@ def _robot(args: argparse.Namespace) -> str | None:
         return args.robot
     if not args.config:
         return None
-    from openpi_core.training import config as _config  # noqa: PLC0415 (imports the model code)
+    from openpi_core.training import configs as _configs  # noqa: PLC0415 (imports the model code)
 
-    return _config.get_config(args.config).data.robot_name() or None
+    return _configs.get_config(args.config).data.robot_name() or None
 
 
 def _policy(args: argparse.Namespace) -> PolicyClient:
@@ -95,13 +95,13 @@ def _policy(args: argparse.Namespace) -> PolicyClient:
         raise ValueError("give --config and --checkpoint (or --hold)")
     # JAX and the model code load only when a model is served.
     from openpi_core.policies.policy_config import create_trained_policy  # noqa: PLC0415
-    from openpi_core.training import config as _config  # noqa: PLC0415
+    from openpi_core.training import configs as _configs  # noqa: PLC0415
 
     sample_kwargs = {"num_steps": args.num_steps} if args.num_steps else None
     logger.info("loading %s from %s", args.config, args.checkpoint)
     start = time.perf_counter()
     policy = create_trained_policy(
-        _config.get_config(args.config),
+        _configs.get_config(args.config),
         args.checkpoint,
         default_prompt=args.default_prompt,
         sample_kwargs=sample_kwargs,

@@ -40,6 +40,7 @@ from openpi_core.robots import registry
 from openpi_core.serving.client import WebsocketPolicyClient
 from openpi_core.serving.spec import example_for
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 
 CONFIGS = {"full": ("pi05_aloha", "pi05_droid"), "tiny": ("debug_aloha", "debug_droid")}
 SERVER_START_TIMEOUT_S = 3600
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENPI_DATA_HOME", str(workdir / "cache"))  # the small tokenizer is made there
     results = []
     for name in CONFIGS[args.size]:
-        config = _config.get_config(name)
+        config = _configs.get_config(name)
         robot = config.data.robot_name()
         folder = workdir / name
         print(f"{name}: writing random {config.model.dtype} weights to {folder} ...", flush=True)

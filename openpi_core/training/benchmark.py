@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_core.training import data_loader, sharding, trainer
 
 
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    config = _config.get_config(args.config)
+    config = _configs.get_config(args.config)
     if args.batch_size:
         config = dataclasses.replace(config, batch_size=args.batch_size)
     result = run(config, steps=args.steps, warmup=args.warmup)

@@ -1,14 +1,12 @@
-"""Training configs: `TrainConfig`, `DataConfig` (+ factories per dataset layout), `AssetsConfig`, the registry.
+"""Training config types: `TrainConfig`, `DataConfig` (+ factories per dataset layout), `AssetsConfig`.
 
-Named configs live one module per robot family in `openpi_core.training.configs`; `get_config(name)` finds them
-(suggesting close names on a typo) and `cli()` parses `<name> --batch-size 8 ...` overrides with tyro.
+The named configs and their registry (`get_config`, `config_names`, `cli`) are `openpi_core.training.configs`.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import difflib
 import logging
 import pathlib
 from collections.abc import Sequence
@@ -262,39 +260,3 @@ class TrainConfig:
     @property
     def trainable_filter(self) -> Any:
         return nnx.All(nnx.Param, nnx.Not(self.effective_freeze_filter))
-
-
-def _registry() -> dict[str, TrainConfig]:
-    from openpi_core.training.configs import all_configs  # noqa: PLC0415 (the config modules import this one)
-
-    configs = all_configs()
-    names = [c.name for c in configs]
-    duplicates = {n for n in names if names.count(n) > 1}
-    if duplicates:
-        raise ValueError(f"config names defined twice: {sorted(duplicates)}")
-    return {c.name: c for c in configs}
-
-
-def config_names() -> list[str]:
-    return sorted(_registry())
-
-
-def get_config(name: str) -> TrainConfig:
-    registry = _registry()
-    if name not in registry:
-        close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown config {name!r}.{hint} Known: {', '.join(sorted(registry))}")
-    return registry[name]
-
-
-def cli(argv: Sequence[str] | None = None) -> TrainConfig:
-    """`<config name> [--field value ...]`: a named config with tyro overrides (`--batch-size 8`, `--resume`)."""
-    import tyro  # noqa: PLC0415
-
-    registry = _registry()
-    subcommands = {
-        name: (f"{config.model.model_type.value} on {type(config.data).__name__}({config.data.repo_id})", config)
-        for name, config in sorted(registry.items())
-    }
-    return tyro.extras.overridable_config_cli(subcommands, args=argv)

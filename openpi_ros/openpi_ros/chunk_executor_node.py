@@ -110,6 +110,7 @@ class ChunkExecutorNode(Node):
             binary_columns=tuple(_list(self, "binary_columns")),
             binary_threshold=float(p("binary_threshold", 0.5).value),
             estop_heartbeat_timeout=float(p("estop_heartbeat_timeout", 0.0).value),
+            estop_grace=float(p("estop_grace", 2.0).value),
             limits=limits,
         )
         self._logic = ChunkExecutor(self._config)

@@ -17,17 +17,18 @@ Safety contract, checked in this order on every tick (`ChunkExecutor.step`); the
 
 1. **E-stop** latched (until an explicit release) or its heartbeat silent for `estop_heartbeat_timeout` →
    ESTOP: velocity columns 0, position columns not commanded. The queue is dropped; after a release only a chunk
-   observed after the release moves the arm.
+   observed after the release moves the arm. For `estop_grace` s after start nothing moves unless an e-stop
+   message has arrived: a latched e-stop published before the executor started is delivered only after discovery.
 2. **Clock**: ROS time going backwards (sim reset, ``bag play --loop``, an NTP step) → every chunk and all
    ordering state is dropped; the executor holds until a chunk observed after the jump arrives.
 3. **Measured state**: every measured column has a finite reading at most `max_state_age` old, else the safe
    command (hold the last command / velocity 0); nothing moves before the first reading.
 4. **Chunk validity** (at arrival; a bad chunk is rejected whole, never partly used): finite, shape
    [horizon, dim] within bounds, a column for every joint, `control_period` within [1 ms, 10 s], stamp not older
-   than `max_chunk_age`, not more than `max_future_stamp` ahead (clock skew), newer than the chunk being executed
-   and than the last release/jump/fault. Freshness: a chunk that arrived more than `stale_timeout` ago is no
-   longer executed (watchdog: `hold_on_stale` holds the last command, else position columns are not commanded;
-   velocity columns are always commanded 0).
+   than `max_chunk_age`, not more than `max_future_stamp` ahead (clock skew), newer than every chunk accepted
+   since the last release/jump/fault (also ones no longer executed) and than that event. Freshness: a chunk that
+   arrived more than `stale_timeout` ago is no longer executed (watchdog: `hold_on_stale` holds the last command,
+   else position columns are not commanded; velocity columns are always commanded 0).
 5. **Strategy** → the raw target; then **units**: binary columns thresholded (DROID's gripper at 0.5), velocity
    columns bounded as a whole vector (``max |v| <= velocity_input_bound``, direction kept; DROID's 1.0) and
    scaled to command units (`velocity_scale`; DROID: 0.2 rad per 15 Hz step = 3 rad/s per unit).
@@ -164,6 +165,9 @@ class ExecutorConfig:
     binary_threshold: float = 0.5
     estop_heartbeat_timeout: float = 0.0
     """If > 0, e-stop messages must arrive at least this often (s), or motion stops as for an engaged e-stop."""
+    estop_grace: float = 2.0
+    """Seconds after start in which no chunk is accepted unless an e-stop message has arrived (a latched e-stop is
+    delivered after discovery, which takes that long on a loaded machine); 0: no wait."""
     limits: SafetyLimits = SafetyLimits()
 
     def __post_init__(self) -> None:
@@ -174,7 +178,8 @@ class ExecutorConfig:
             value = getattr(self, field)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"ExecutorConfig.{field} must be > 0, got {value}")
-        for field in ("ensemble_decay", "max_future_stamp", "velocity_input_bound", "estop_heartbeat_timeout"):
+        nonnegative = ("ensemble_decay", "max_future_stamp", "velocity_input_bound", "estop_heartbeat_timeout")
+        for field in (*nonnegative, "estop_grace"):
             value = getattr(self, field)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"ExecutorConfig.{field} must be >= 0, got {value}")
@@ -298,8 +303,11 @@ class ChunkExecutor:
         self._velocity_cmd = np.zeros(n)  # commanded velocity of the last motion tick, per column
         self._continuous = False  # the last tick published a motion command (the trajectory continues from it)
         self._estop = False
+        self._estop_heard = False  # an e-stop message has arrived since start
+        self._started_ns: int | None = None  # monotonic ns of the first call (start of the e-stop grace)
         self._heartbeat_ns: int | None = None
         self._min_stamp_ns = -(2**62)  # chunks must be observed after this (e-stop release, fault, clock jump)
+        self._newest_stamp_ns = -(2**62)  # the newest chunk accepted since then
         self._min_stamp_reason = "start"
         self._last_ros_ns: int | None = None
         # Set from a resync until the next chunk: the state to report and the positions to hold meanwhile.
@@ -326,6 +334,8 @@ class ChunkExecutor:
     def set_estop(self, engaged: bool, now_ros_ns: int, now_mono_ns: int) -> None:
         """An e-stop message (also the heartbeat when `estop_heartbeat_timeout` is set)."""
         self._check_clock(now_ros_ns)
+        self._in_grace(now_mono_ns)
+        self._estop_heard = True
         heartbeat_was_lost = self._heartbeat_lost(now_mono_ns)
         self._heartbeat_ns = now_mono_ns
         if engaged and not self._estop:
@@ -358,6 +368,7 @@ class ChunkExecutor:
         keep_after = now_mono_ns - int(self.config.stale_timeout * NS)
         self._chunks = [c for c in self._chunks if c.arrival_ns >= keep_after]
         self._chunks.append(chunk)
+        self._newest_stamp_ns = chunk.stamp_ns
         self._prune_blend(now_mono_ns)
         self._waiting = None
 
@@ -373,6 +384,8 @@ class ChunkExecutor:
         cfg = self.config
         if self._estop or self._heartbeat_lost(now_mono_ns):
             raise ChunkRejected("e-stop engaged: chunk ignored")
+        if self._in_grace(now_mono_ns):
+            raise ChunkRejected(f"e-stop state not known yet (estop_grace {cfg.estop_grace} s): chunk ignored")
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] == 0:
             raise ChunkRejected(f"actions: expected [horizon, action_dim], got shape {actions.shape}")
@@ -401,12 +414,20 @@ class ChunkExecutor:
             )
         if stamp_ns <= self._min_stamp_ns:
             raise ChunkRejected(f"header.stamp: observation predates the {self._min_stamp_reason}")
-        if self._chunks and stamp_ns <= self._chunks[-1].stamp_ns:
-            raise ChunkRejected("header.stamp: not newer than the chunk being executed (out of order or duplicate)")
+        if stamp_ns <= self._newest_stamp_ns:
+            raise ChunkRejected("header.stamp: not newer than the newest chunk accepted (out of order or duplicate)")
         columns = [names.index(n) for n in cfg.joint_names]
         return _Chunk(actions[:, columns], int(stamp_ns), round(control_period * NS), int(now_mono_ns))
 
     # -- state changes ------------------------------------------------------------------------------------------
+    def _in_grace(self, now_mono_ns: int) -> bool:
+        """Still in the e-stop grace after start, with no e-stop message heard yet."""
+        if self._started_ns is None:
+            self._started_ns = now_mono_ns
+        if self._estop_heard:
+            return False
+        return now_mono_ns - self._started_ns < self.config.estop_grace * NS
+
     def _heartbeat_lost(self, now_mono_ns: int) -> bool:
         timeout = self.config.estop_heartbeat_timeout
         if timeout <= 0:
@@ -421,6 +442,7 @@ class ChunkExecutor:
         position."""
         self._chunks.clear()
         self._min_stamp_ns = int(now_ros_ns)
+        self._newest_stamp_ns = -(2**62)
         self._min_stamp_reason = reason
         self._continuous = False
         self._velocity_cmd[:] = 0.0
@@ -497,6 +519,9 @@ class ChunkExecutor:
                 f"e-stop heartbeat {silent} (estop_heartbeat_timeout {cfg.estop_heartbeat_timeout} s)",
                 hold=None,
             )
+        if self._in_grace(now_mono_ns):
+            grace = f"waiting up to {cfg.estop_grace} s after start for a latched e-stop (none heard yet)"
+            return self._safe(ExecutorState.IDLE, grace, hold=None)
         hold_last = self._command if cfg.hold_on_stale else None
         # 3. measured state
         problem = self._state_problem(now_mono_ns)

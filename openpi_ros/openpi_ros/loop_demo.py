@@ -379,9 +379,9 @@ def _serve_and_run(
     from openpi_core.policies.policy_config import create_trained_policy  # noqa: PLC0415
     from openpi_core.serving.server import PolicyServer, ServerConfig  # noqa: PLC0415
     from openpi_core.serving.spec import spec_for  # noqa: PLC0415
-    from openpi_core.training import config as _config  # noqa: PLC0415
+    from openpi_core.training import configs as _configs  # noqa: PLC0415
 
-    policy = create_trained_policy(_config.get_config(config), checkpoint)
+    policy = create_trained_policy(_configs.get_config(config), checkpoint)
     policy.infer(robot.make_example())  # compile before the episode
     server = PolicyServer(policy, ServerConfig(port=0), spec=spec_for(robot.name)).start()
     try:

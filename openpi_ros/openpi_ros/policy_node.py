@@ -91,13 +91,13 @@ def make_policy(params: dict[str, Any], robot: RobotSpec) -> PolicyClient:
     if source == "checkpoint":
         # JAX and the model load only for an in-process policy.
         from openpi_core.policies.policy_config import create_trained_policy  # noqa: PLC0415
-        from openpi_core.training import config as _config  # noqa: PLC0415
+        from openpi_core.training import configs as _configs  # noqa: PLC0415
 
         if not params["config_name"] or not params["checkpoint_dir"]:
             raise ValueError("parameters 'config_name' and 'checkpoint_dir': required for policy 'checkpoint'")
         sample_kwargs = {"num_steps": params["num_steps"]} if params["num_steps"] > 0 else None
         policy = create_trained_policy(
-            _config.get_config(params["config_name"]),
+            _configs.get_config(params["config_name"]),
             params["checkpoint_dir"],
             default_prompt=params["default_prompt"] or None,
             sample_kwargs=sample_kwargs,

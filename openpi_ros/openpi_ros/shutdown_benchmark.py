@@ -27,11 +27,12 @@ import rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool
 
 from openpi_msgs.msg import ActionChunk
 from openpi_ros.graphs import NodeSpec
 from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import from_time, make_action_chunk, stop_on_signals, to_time
+from openpi_ros.ros_util import ESTOP_QOS, from_time, make_action_chunk, stop_on_signals, to_time
 
 BOUND_S = 2.0
 HANG_S = 10.0
@@ -58,6 +59,10 @@ class Feeder(Node):
         self.joints = self.create_publisher(JointState, f"{ns}/joint_states", 10)
         self.chunks = self.create_publisher(ActionChunk, f"{ns}/action_chunk", 10)
         self.camera = self.create_publisher(Image, f"{ns}/cam/image_raw", 5)
+        # A latched e-stop state, as a robot's e-stop node publishes it: a (re)started executor hears it on
+        # discovery and need not wait out its `estop_grace`.
+        self.estop = self.create_publisher(Bool, f"{ns}/estop", ESTOP_QOS)
+        self.estop.publish(Bool(data=False))
         self.answers = 0
         self.since_ns = 0  # answers stamped before this (a previous cycle's last command, late) do not count
         self.create_subscription(JointState, f"{ns}/joint_commands", self._count, 10)

@@ -13,6 +13,7 @@ from helpers.tokenizers import make_paligemma_like_model
 from openpi_core import normalize
 from openpi_core.models import model as _model
 from openpi_core.training import config as _config
+from openpi_core.training import configs as _configs
 from openpi_core.training.configs import libero
 
 __all__ = ["HORIZON", "libero_observation", "make_tiny_libero_checkpoint", "write_random_checkpoint"]
@@ -24,7 +25,7 @@ def make_tiny_libero_checkpoint(tmp: Path, *, horizon: int = HORIZON) -> tuple[_
     """The debug model behind the LIBERO data config. Near-zero action std: whatever the random model predicts,
     unnormalised actions are the mean 2.0 (plus the state on the six joint dims, by AbsoluteActions)."""
     sp = make_paligemma_like_model(tmp / "sp.model", num_loc=0, num_seg=0)
-    debug = _config.get_config("debug")
+    debug = _configs.get_config("debug")
     config = dataclasses.replace(
         debug,
         name="libero_tiny",

@@ -6,9 +6,9 @@ import dataclasses
 import pathlib
 
 from openpi_core import transforms as _transforms
+from openpi_core.adapters import libero_policy
 from openpi_core.models import model as _model
 from openpi_core.models import pi0_config, pi0_fast
-from openpi_core.policies import libero_policy
 from openpi_core.training import optimizer, weight_loaders
 from openpi_core.training.config import DataConfig, DataConfigFactory, TrainConfig
 

@@ -2,7 +2,7 @@
 
 The dataset layout is the converter's: ``observation.images.<camera feature>``, ``observation.state`` (the spec's
 joints in order), ``action`` (its action columns), the task as the prompt. The robot adapter is
-`openpi_core.policies.robot_policy`; position columns that are not grippers train as deltas from the state
+`openpi_core.adapters.robot_policy`; position columns that are not grippers train as deltas from the state
 (openpi's convention for joint-position arms), velocity and gripper columns stay absolute.
 """
 
@@ -12,8 +12,8 @@ import dataclasses
 import pathlib
 
 from openpi_core import transforms as _transforms
+from openpi_core.adapters import robot_policy
 from openpi_core.models import model as _model
-from openpi_core.policies import robot_policy
 from openpi_core.robots import registry
 from openpi_core.robots.spec import RobotSpec
 from openpi_core.training.config import DataConfig, DataConfigFactory

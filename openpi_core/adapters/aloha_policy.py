@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 
 from openpi_core.images import parse_image
+from openpi_core.robots.aloha import CAMERAS  # re-exported: the example lives with the robot
 
-CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 # Model image slot <- ALOHA camera.
 _IMAGE_SLOTS = {"base_0_rgb": "cam_high", "left_wrist_0_rgb": "cam_left_wrist", "right_wrist_0_rgb": "cam_right_wrist"}
 _JOINT_FLIP = np.array([1, -1, -1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, 1], dtype=np.float32)
@@ -107,10 +107,3 @@ class AlohaOutputs:
         if self.adapt_to_pi:
             actions = _map_grippers(_JOINT_FLIP * actions, gripper_from_angular)
         return {"actions": actions}
-
-
-def make_aloha_example(seed: int = 0) -> dict:
-    """A random observation in the ALOHA layout (CHW uint8 cameras, 14-D state), as a robot sends it."""
-    rng = np.random.default_rng(seed)
-    images = {cam: rng.integers(0, 256, (3, 224, 224), dtype=np.uint8) for cam in CAMERAS}
-    return {"state": rng.uniform(-1, 1, 14).astype(np.float32), "images": images, "prompt": "fold the towel"}

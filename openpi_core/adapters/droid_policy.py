@@ -49,15 +49,3 @@ class DroidOutputs:
 
     def __call__(self, data: dict) -> dict:
         return {"actions": np.asarray(data["actions"][..., :8])}
-
-
-def make_droid_example(seed: int = 0) -> dict:
-    """A random observation in the DROID layout (two HWC uint8 cameras, 7 joints + gripper)."""
-    rng = np.random.default_rng(seed)
-    return {
-        "observation/exterior_image_1_left": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-        "observation/wrist_image_left": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-        "observation/joint_position": rng.uniform(-1, 1, 7).astype(np.float32),
-        "observation/gripper_position": rng.uniform(0, 1, 1).astype(np.float32),
-        "prompt": "put the marker in the cup",
-    }

@@ -38,14 +38,3 @@ class LiberoOutputs:
 
     def __call__(self, data: dict) -> dict:
         return {"actions": np.asarray(data["actions"][..., :7])}
-
-
-def make_libero_example(seed: int = 0) -> dict:
-    """A random observation in the LIBERO layout (agent-view and wrist HWC uint8 cameras, 8-D state)."""
-    rng = np.random.default_rng(seed)
-    return {
-        "observation/image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-        "observation/wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-        "observation/state": rng.uniform(-1, 1, 8).astype(np.float32),
-        "prompt": "open the top drawer",
-    }
