@@ -30,10 +30,10 @@ COPY requirements/robot.txt requirements/robot.txt
 RUN pip3 install --no-deps -r requirements/robot.txt
 
 COPY . .
-# openpi_core without its dependencies: the robot side imports only the serving client and the recorder's
-# rosbags (no JAX, no numpy 2); tests/test_docker.py holds requirements/robot.txt to that.
+# openpi_core's base install is the robot side (no JAX, numpy 1.26 from apt satisfies it); requirements/robot.txt
+# pins what it and the recorder need first. tests/test_docker.py checks both against the robot nodes' imports.
 # hadolint ignore=DL3013
-RUN pip3 install --no-deps .
+RUN pip3 install -c requirements/robot.txt .
 WORKDIR /opt/openpi-ros/ros2_ws
 RUN . /opt/ros/${ROS_DISTRO}/setup.bash && colcon build --event-handlers console_direct-
 WORKDIR /opt/openpi-ros

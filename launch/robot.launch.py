@@ -1,6 +1,6 @@
 """Any registered robot: `ros2 launch openpi_ros robot.launch.py robot:=<name> [command_topic:=/arm/command] ...`.
 
-Built-in (aloha, droid, libero) or from an installed plugin package (README "Bring your own arm"); policy node +
+Built-in (aloha, droid, libero) or from an installed plugin package (docs/robots.md); policy node +
 chunk executor with that robot's spec, limits from the spec, a `limits_file` or arguments, `sim:=true` for its
 simulator. `ros2 launch openpi_ros robot.launch.py --show-args` lists every argument.
 """

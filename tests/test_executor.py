@@ -468,3 +468,14 @@ def test_ordering_holds_after_the_executed_chunk_went_stale() -> None:
     for stamp in (T0 + 100 * MS, T0 + 80 * MS):
         with pytest.raises(ChunkRejected, match="not newer than the newest chunk accepted"):
             _add(ex, _ramp(5.0), stamp, later)
+
+
+def test_a_restarted_executor_never_runs_a_chunk_observed_before_its_start() -> None:
+    """It has no ordering state: a late, re-sent or out-of-order chunk from before it started must not run."""
+    ex = _executor()
+    ex.start(T0 + 500 * MS)
+    ex.update_measured(JOINTS, [0.0, 0.0], T0 + 500 * MS)
+    with pytest.raises(ChunkRejected, match="predates the executor's start"):
+        _add(ex, _ramp(5.0), T0 + 400 * MS, T0 + 510 * MS)
+    _add(ex, _ramp(0.0), T0 + 505 * MS, T0 + 510 * MS)  # observed after the start: runs
+    assert ex.step(T0 + 520 * MS, T0 + 520 * MS) is not None

@@ -20,7 +20,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from openpi_msgs.msg import ActionChunk, ExecutorStatus
 from openpi_ros.graphs import NodeSpec
-from openpi_ros.ros_util import ESTOP_QOS, make_action_chunk
+from openpi_ros.messages import make_action_chunk
+from openpi_ros.qos import ESTOP_QOS
 
 pytestmark = pytest.mark.ros
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from openpi_ros.images import SUPPORTED_ENCODINGS, ImageDecodeError, image_to_rgb, rgb_to_image_fields
+from openpi_ros.image_messages import SUPPORTED_ENCODINGS, ImageDecodeError, image_to_rgb, rgb_to_image_fields
 
 RGB = np.random.default_rng(0).integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
 

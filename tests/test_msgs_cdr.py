@@ -12,7 +12,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
-from openpi_ros.ros_util import chunk_to_array, make_action_chunk
+from openpi_ros.messages import chunk_to_array, make_action_chunk
 
 MSGS_DIR = Path(__file__).resolve().parent.parent / "openpi_msgs"
 MSG_TYPES = {

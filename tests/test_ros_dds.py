@@ -17,8 +17,8 @@ from sensor_msgs.msg import Image, JointState
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_msgs.srv import SetPrompt
 from openpi_ros.graphs import demo_graph
-from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import chunk_to_array, from_time, make_action_chunk, to_time
+from openpi_ros.image_messages import rgb_to_image_fields
+from openpi_ros.messages import chunk_to_array, from_time, make_action_chunk, to_time
 
 pytestmark = pytest.mark.ros
 HELPERS = Path(__file__).resolve().parent / "helpers"

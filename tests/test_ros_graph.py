@@ -22,8 +22,8 @@ from std_msgs.msg import Bool
 from openpi_core.robots import registry
 from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
-from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import chunk_to_array, from_time, make_action_chunk, to_time
+from openpi_ros.image_messages import rgb_to_image_fields
+from openpi_ros.messages import chunk_to_array, from_time, make_action_chunk, to_time
 
 pytestmark = pytest.mark.ros
 

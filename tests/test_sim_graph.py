@@ -19,7 +19,7 @@ from openpi_core.robots import registry
 from openpi_msgs.msg import ActionChunk, EpisodeStatus
 from openpi_msgs.srv import ResetEpisode
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
-from openpi_ros.ros_util import from_time, make_action_chunk
+from openpi_ros.messages import from_time, make_action_chunk
 from openpi_ros.sim.libero import default_assets_dir
 
 pytestmark = pytest.mark.ros

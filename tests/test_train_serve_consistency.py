@@ -29,7 +29,7 @@ from openpi_core.serving.server import PolicyServer, ServerConfig
 from openpi_core.training import config as _config
 from openpi_core.training import configs as _configs
 from openpi_ros.graphs import NodeSpec
-from openpi_ros.ros_util import to_time
+from openpi_ros.messages import to_time
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -205,13 +205,12 @@ def _libero_config(tmp_path: Path, root: Path, **data_overrides: object) -> _con
 
 @pytest.mark.slow
 def test_lerobot_v3_dataset_trains(tmp_path: Path, libero_dataset: Path) -> None:
-    sys.path.insert(0, str(REPO / "training"))
-    import compute_norm_stats  # noqa: PLC0415
+    from openpi_core.training import norm_stats  # noqa: PLC0415
 
     config = _libero_config(tmp_path, libero_dataset)
     with pytest.raises(ValueError, match=r"compute_norm_stats\.py libero_tiny"):
         trainer.train(config)
-    stats = compute_norm_stats.compute(config)
+    stats = norm_stats.compute(config)
     assert stats["actions"].mean.shape == (7,)
     assert stats["state"].mean.shape == (8,)
     assert (tmp_path / "assets" / "libero_tiny" / "local/libero_tiny" / "norm_stats.json").is_file()

@@ -3,7 +3,8 @@
 `python training/compute_norm_stats.py <config> [--max-frames N] [--stats-batch-size B] [--field value ...]`:
 the config overrides are train.py's (e.g. `--data.root /data/my_demos --assets-base-dir ./assets`), so the stats
 land where the same train.py command reads them. Writes `<assets_base_dir>/<config>/<asset_id>/norm_stats.json`
-(openpi's format), which training and `create_trained_policy` read.
+(openpi's format), which training and `create_trained_policy` read. The work is
+`openpi_core.training.norm_stats.compute`.
 """
 
 from __future__ import annotations
@@ -13,44 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-from tqdm import tqdm
-
-from openpi_core import normalize
-from openpi_core import transforms as _transforms
 from openpi_core.errors import OpenpiError
 from openpi_core.models import tokenizer_sources
-from openpi_core.training import config as _config
 from openpi_core.training import configs as _configs
-from openpi_core.training import data_loader
-
-KEYS = ("state", "actions")
-
-
-def compute(
-    config: _config.TrainConfig, *, max_frames: int | None = None, batch_size: int = 32
-) -> dict[str, normalize.NormStats]:
-    data_config = config.data.create(config.assets_dirs, config.model)
-    if data_config.repo_id == "fake":
-        raise ValueError(f"config {config.name!r} trains on fake data: there is nothing to compute norm stats over")
-    dataset = data_loader.create_lerobot_dataset(data_config, config.model.action_horizon)
-    transforms = [*data_config.repack_transforms.inputs, *data_config.data_transforms.inputs]
-    if data_config.prompt_from_task:
-        transforms.insert(0, _transforms.PromptFromLeRobotTask())
-    dataset = data_loader.TransformedDataset(dataset, transforms)
-    frames = len(dataset) if max_frames is None else min(max_frames, len(dataset))
-    stats = {key: normalize.RunningStats() for key in KEYS}
-    order = np.random.default_rng(0).permutation(len(dataset))[:frames]
-    for start in tqdm(range(0, frames, batch_size), desc=f"norm stats {config.name}", unit="batch"):
-        batch = data_loader.collate([dataset[int(i)] for i in order[start : start + batch_size]])
-        for key in KEYS:
-            if key not in batch:
-                raise ValueError(f"the transformed samples have no {key!r} (keys: {sorted(batch)})")
-            stats[key].update(np.asarray(batch[key]))
-    result = {key: value.get_statistics() for key, value in stats.items()}
-    path = normalize.save(config.assets_dirs / data_config.asset_id, result)
-    logging.getLogger(__name__).info("Wrote %s (%d frames)", path, frames)
-    return result
+from openpi_core.training.norm_stats import compute
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def posemb_sincos(pos: jax.Array, embedding_dim: int, min_period: float, max_period: float) -> jax.Array:
-    """Sine-cosine embedding of scalar positions (openpi's operation order: it matters at float32, see README)."""
+    """Sine-cosine embedding of scalar positions (openpi's operation order matters at float32: docs/models.md)."""
     if embedding_dim % 2:
         raise ValueError(f"embedding_dim ({embedding_dim}) must be even")
     fraction = jnp.linspace(0.0, 1.0, embedding_dim // 2)

@@ -76,4 +76,4 @@ def get(name: str) -> RobotSpec:
     if name in errors:
         raise UnknownRobotError(f"robot {name!r} failed to load: {errors[name]}")
     known = ", ".join(specs)
-    raise UnknownRobotError(f"unknown robot {name!r}; registered: {known} (to add one: README 'Bring your own arm')")
+    raise UnknownRobotError(f"unknown robot {name!r}; registered: {known} (to add one: docs/robots.md)")

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Convert recorded rosbag2 (sqlite3, mcap) or ROS 1 bags into one LeRobot v3.0 dataset.",
     )
     parser.add_argument("bags", nargs="+", help="rosbag2 folders, .bag files, or folders of them at any depth")
-    parser.add_argument("--mapping", required=True, help="YAML mapping of topics to features (see the README)")
+    parser.add_argument("--mapping", required=True, help="YAML mapping of topics to features (docs/demonstrations.md)")
     parser.add_argument("--output", required=True, help="dataset folder to create (LeRobot root)")
     parser.add_argument(
         "--workers",

@@ -14,6 +14,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from openpi_core.errors import OpenpiError
+
 __all__ = ["CodecError", "packb", "unpackb"]
 
 _ARRAY = b"__ndarray__"
@@ -21,7 +23,7 @@ _SCALAR = b"__npgeneric__"
 _KINDS = frozenset("biuf")
 
 
-class CodecError(ValueError):
+class CodecError(OpenpiError, ValueError):
     """A frame that is not valid msgpack, or an array map that does not describe a numeric array."""
 
 

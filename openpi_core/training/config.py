@@ -159,32 +159,12 @@ class FakeDataConfig(DataConfigFactory):
 
 
 @dataclasses.dataclass(frozen=True)
-class SimpleDataConfig(DataConfigFactory):
-    """Your own robot: repack + data transforms you give, model transforms from the model config."""
-
-    repack_transforms: _transforms.Group = _transforms.Group()
-    data_transforms: _transforms.Group = _transforms.Group()
-    action_sequence_keys: Sequence[str] = ("actions",)
-    prompt_from_task: bool = False
-
-    def create(self, assets_dirs: pathlib.Path, model_config: ModelConfig) -> DataConfig:
-        return dataclasses.replace(
-            self.create_base_config(assets_dirs, model_config),
-            repack_transforms=self.repack_transforms,
-            data_transforms=self.data_transforms,
-            model_transforms=self.model_transforms(model_config),
-            action_sequence_keys=tuple(self.action_sequence_keys),
-            prompt_from_task=self.prompt_from_task,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     name: str
     exp_name: str = "default"
     project_name: str = "openpi-ros"
     model: ModelConfig = dataclasses.field(default_factory=pi0_config.Pi0Config)
-    weight_loader: Any = weight_loaders.NoOpWeightLoader()
+    weight_loader: weight_loaders.WeightLoader = weight_loaders.NoOpWeightLoader()
     lr_schedule: Any = _optimizer.CosineDecaySchedule()
     optimizer: _optimizer.AdamW = _optimizer.AdamW()
     ema_decay: float | None = 0.99

@@ -27,9 +27,11 @@ from sensor_msgs.msg import Image, JointState
 
 from openpi_core.robots import registry
 from openpi_msgs.msg import ActionChunk, ExecutorStatus, PolicyStatus
+from openpi_ros.dds import apply_large_data_profile
 from openpi_ros.graphs import NodeSpec
-from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import apply_large_data_profile, from_time, make_action_chunk, stop_processes, to_time
+from openpi_ros.image_messages import rgb_to_image_fields
+from openpi_ros.messages import from_time, make_action_chunk, to_time
+from openpi_ros.processes import stop_processes
 
 NS = 1_000_000_000
 

@@ -41,17 +41,10 @@ from openpi_ros.executor import (
     SafetyLimits,
     Strategy,
 )
-from openpi_ros.ros_util import (
-    ESTOP_QOS,
-    ESTOP_VOLATILE_QOS,
-    FINAL_COMMAND_ACK_S,
-    SENSOR_QOS,
-    chunk_to_array,
-    from_time,
-    run_node,
-    to_time,
-)
-from openpi_ros.ros_util import optional_list as _list
+from openpi_ros.messages import chunk_to_array, from_time, to_time
+from openpi_ros.node_main import FINAL_COMMAND_ACK_S, run_node
+from openpi_ros.node_main import optional_list as _list
+from openpi_ros.qos import ESTOP_QOS, ESTOP_VOLATILE_QOS, SENSOR_QOS
 
 COMMAND_TYPES = ("joint_state", "joint_trajectory", "both")
 LIMIT_PARAMETERS = ("lower_limits", "upper_limits", "max_velocity", "max_acceleration", "max_tracking_error")
@@ -114,6 +107,7 @@ class ChunkExecutorNode(Node):
             limits=limits,
         )
         self._logic = ChunkExecutor(self._config)
+        self._logic.start(self._now())  # nothing observed before this process started moves the arm
         self._is_velocity = list(self._config.velocity_mask)
         self._names = [name.removesuffix(VELOCITY_SUFFIX) for name in joint_names]
         columns = zip(joint_names, self._is_velocity, self._config.measured_names, strict=True)

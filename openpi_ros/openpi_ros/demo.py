@@ -26,9 +26,10 @@ from sensor_msgs.msg import Image, JointState
 
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_ros.graphs import NodeSpec, demo_graph
-from openpi_ros.ros_util import SENSOR_QOS, chunk_to_array, from_time, stop_on_signals, stop_processes
-
-STATE_NAMES = {0: "UNCONFIGURED", 1: "WAITING", 2: "RUNNING", 3: "STALE_INPUT", 4: "INVALID_INPUT", 5: "ERROR"}
+from openpi_ros.messages import chunk_to_array, from_time
+from openpi_ros.policy_runner import Status
+from openpi_ros.processes import stop_on_signals, stop_processes
+from openpi_ros.qos import SENSOR_QOS
 
 
 @dataclasses.dataclass
@@ -105,6 +106,13 @@ def _start(graph: list[NodeSpec], env: dict[str, str]) -> list[subprocess.Popen]
     return [subprocess.Popen(spec.command(), env=env) for spec in graph]
 
 
+def _state_name(state: int) -> str:
+    try:
+        return Status(state).name
+    except ValueError:
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to run after the first chunk")
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 if first_chunk is not None and now >= next_print:
                     next_print = now + 1.0
                     since = monitor._now() - 2.0
-                    state = STATE_NAMES.get(monitor.status.state, "?") if monitor.status else "-"
+                    state = _state_name(monitor.status.state) if monitor.status else "-"
                     camera_rate = monitor.topics[f"{cameras[0]}/image_raw"].rate(since)
                     print(
                         f"  t={now - first_chunk:4.1f}s  camera {camera_rate:5.1f} Hz"

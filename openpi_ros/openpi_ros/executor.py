@@ -26,9 +26,9 @@ Safety contract, checked in this order on every tick (`ChunkExecutor.step`); the
 4. **Chunk validity** (at arrival; a bad chunk is rejected whole, never partly used): finite, shape
    [horizon, dim] within bounds, a column for every joint, `control_period` within [1 ms, 10 s], stamp not older
    than `max_chunk_age`, not more than `max_future_stamp` ahead (clock skew), newer than every chunk accepted
-   since the last release/jump/fault (also ones no longer executed) and than that event. Freshness: a chunk that
-   arrived more than `stale_timeout` ago is no longer executed (watchdog: `hold_on_stale` holds the last command,
-   else position columns are not commanded; velocity columns are always commanded 0).
+   since the last release/jump/fault (also ones no longer executed) and than that event or the executor's start.
+   Freshness: a chunk that arrived more than `stale_timeout` ago is no longer executed (watchdog: `hold_on_stale`
+   holds the last command, else position columns are not commanded; velocity columns are always commanded 0).
 5. **Strategy** → the raw target; then **units**: binary columns thresholded (DROID's gripper at 0.5), velocity
    columns bounded as a whole vector (``max |v| <= velocity_input_bound``, direction kept; DROID's 1.0) and
    scaled to command units (`velocity_scale`; DROID: 0.2 rad per 15 Hz step = 3 rad/s per unit).
@@ -318,6 +318,12 @@ class ChunkExecutor:
         self.counters = ExecutorCounters()
 
     # -- inputs -------------------------------------------------------------------------------------------------
+    def start(self, now_ros_ns: int) -> None:
+        """The executor starts at `now_ros_ns`: a chunk observed before that (a restarted executor meeting a late,
+        re-sent or out-of-order chunk it has no ordering state for) is never executed."""
+        self._min_stamp_ns = int(now_ros_ns) - 1  # one observed at the very start is fine (a sim's first /clock)
+        self._min_stamp_reason = "executor's start"
+
     def update_measured(self, names: Sequence[str], positions: Sequence[float], now_mono_ns: int) -> None:
         """A JointState reading (names not measured here are ignored). A non-finite value invalidates that
         column's measurement at once: no motion from it until a finite reading arrives."""

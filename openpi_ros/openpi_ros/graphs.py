@@ -17,6 +17,7 @@ import yaml
 
 from openpi_core.robots import registry
 from openpi_core.robots.spec import RobotSpec
+from openpi_ros.policy_runner import POLICY_SOURCES
 from openpi_ros.synthetic import SyntheticRobotConfig
 
 __all__ = ["LIMIT_KEYS", "NodeSpec", "RobotGraphConfig", "demo_graph", "executor_limits", "robot_graph"]
@@ -147,8 +148,8 @@ class RobotGraphConfig:
             spec = registry.get(self.robot)
         except registry.UnknownRobotError as exc:
             raise ValueError(f"robot: {exc}") from None
-        if self.policy not in ("hold", "checkpoint", "remote"):
-            raise ValueError(f"policy: {self.policy!r} is not one of hold, checkpoint, remote")
+        if self.policy not in POLICY_SOURCES:
+            raise ValueError(f"policy: {self.policy!r} is not one of {', '.join(POLICY_SOURCES)}")
         if self.sim and not spec.sim:
             raise ValueError(f"sim: robot {self.robot!r} has no simulator (its spec's `sim` is empty)")
         if self.sim and self.synthetic:

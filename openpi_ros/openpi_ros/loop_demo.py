@@ -38,14 +38,17 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 
+from openpi_core.errors import OpenpiError
 from openpi_core.robots import registry
 from openpi_core.robots.spec import RobotSpec
 from openpi_msgs.msg import EpisodeStatus
 from openpi_msgs.srv import ResetEpisode
 from openpi_ros import sim_eval
+from openpi_ros.dds import apply_large_data_profile
 from openpi_ros.graphs import NodeSpec
+from openpi_ros.messages import from_time
+from openpi_ros.processes import stop_processes
 from openpi_ros.record_cli import RecorderCallError, call_recorder
-from openpi_ros.ros_util import apply_large_data_profile, from_time, stop_processes
 
 __all__ = ["ScriptedMotion", "main"]
 
@@ -53,7 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 TASK = "wave the arms"
 
 
-class LoopError(RuntimeError):
+class LoopError(OpenpiError):
     """A stage did not produce what the next one needs (the message says which and why)."""
 
 

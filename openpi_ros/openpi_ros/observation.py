@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["AssemblerConfig", "Observation", "ObservationAssembler", "ObservationRejected", "RejectReason"]
+__all__ = ["AssemblerConfig", "ObservationAssembler", "ObservationRejected", "RejectReason", "RobotObservation"]
 
 
 class RejectReason(enum.Enum):
@@ -57,7 +57,7 @@ class AssemblerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class Observation:
+class RobotObservation:
     images: dict[str, np.ndarray]
     state: np.ndarray
     stamp_ns: int
@@ -105,7 +105,7 @@ class ObservationAssembler:
                 self._joints[name] = (int(stamp_ns), float(pos))
         self._invalid.pop(source, None)
 
-    def assemble(self, now_ns: int) -> Observation:
+    def assemble(self, now_ns: int) -> RobotObservation:
         """Stamps are integer nanoseconds (ROS time), so the chunk can carry its observation's stamp exactly."""
         cfg = self.config
         if self._invalid:
@@ -142,4 +142,4 @@ class ObservationAssembler:
             )
         stamp_ns = max(self._joints[n][0] for n in cfg.joint_names)
         images = {cam: self._images[cam][1] for cam in cfg.camera_names}
-        return Observation(images=images, state=state, stamp_ns=stamp_ns)
+        return RobotObservation(images=images, state=state, stamp_ns=stamp_ns)

@@ -45,23 +45,16 @@ from openpi_core.policies import HoldPositionPolicy, PolicyClient
 from openpi_core.robots.spec import RobotSpec
 from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_msgs.srv import SetPrompt
-from openpi_ros.images import ImageDecodeError, compressed_to_rgb, image_to_rgb
+from openpi_ros.image_messages import ImageDecodeError, compressed_to_rgb, image_to_rgb
+from openpi_ros.messages import from_time, make_action_chunk, to_time
+from openpi_ros.node_main import NodeStartError, optional_list, run_node
 from openpi_ros.observation import AssemblerConfig, ObservationAssembler, ObservationRejected
-from openpi_ros.policy_runner import Chunk, InferenceWorker, PolicyRunner, Status
+from openpi_ros.policy_runner import POLICY_SOURCES, Chunk, InferenceWorker, PolicyRunner, Status
+from openpi_ros.qos import SENSOR_QOS
 from openpi_ros.robots import resolve
-from openpi_ros.ros_util import (
-    SENSOR_QOS,
-    NodeStartError,
-    from_time,
-    make_action_chunk,
-    optional_list,
-    run_node,
-    to_time,
-)
 
 logger = logging.getLogger(__name__)
 
-POLICY_SOURCES = ("hold", "checkpoint", "remote")
 API_KEY_ENV = "OPENPI_SERVER_API_KEY"
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from openpi_core.errors import OpenpiError
 from openpi_core.policies import PolicyClient
-from openpi_ros.observation import Observation, ObservationAssembler, ObservationRejected, RejectReason
+from openpi_ros.observation import ObservationAssembler, ObservationRejected, RejectReason, RobotObservation
 
 __all__ = ["Chunk", "InferenceWorker", "PolicyRunner", "RunnerStats", "Status"]
 
@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 # ROS time may go backwards by this much (sim clock rounding) before it counts as a jump.
 CLOCK_JUMP_TOLERANCE_NS = 1_000_000
+
+
+# Where the policy node gets its policy: the state echo (no model), in-process, or a policy server.
+POLICY_SOURCES = ("hold", "checkpoint", "remote")
 
 
 class Status(enum.IntEnum):
@@ -126,7 +130,7 @@ class PolicyRunner:
         if status != Status.WAITING:
             self.stats.dropped += 1
 
-    def observe(self, now_ns: int) -> Observation | None:
+    def observe(self, now_ns: int) -> RobotObservation | None:
         """A complete, fresh observation newer than the last one used, or None (`status` says why)."""
         if self._last_now_ns is not None and now_ns < self._last_now_ns - CLOCK_JUMP_TOLERANCE_NS:
             # The ROS clock went back (sim reset, bag loop, NTP step): inputs stamped before the jump are from the
@@ -138,7 +142,7 @@ class PolicyRunner:
             self._last_stamp_ns = -1
         self._last_now_ns = now_ns
         try:
-            obs: Observation = self.assembler.assemble(now_ns)
+            obs: RobotObservation = self.assembler.assemble(now_ns)
         except ObservationRejected as exc:
             self.reject(_REJECT_STATUS[exc.reason], str(exc))
             return None
@@ -150,7 +154,7 @@ class PolicyRunner:
         self._last_stamp_ns = obs.stamp_ns
         return obs
 
-    def infer(self, obs: Observation) -> Chunk | None:
+    def infer(self, obs: RobotObservation) -> Chunk | None:
         """The policy's checked chunk for `obs`, or None (`status` says why). Safe to call from another thread."""
         prompt = self.prompt
         start = time.perf_counter()
@@ -173,7 +177,7 @@ class PolicyRunner:
         obs = self.observe(now_ns)
         return None if obs is None else self.infer(obs)
 
-    def _infer(self, obs: Observation, prompt: str) -> np.ndarray | None:
+    def _infer(self, obs: RobotObservation, prompt: str) -> np.ndarray | None:
         """The policy's checked actions for `obs`, or None after recording why there are none."""
         try:
             if self.to_input is None:
@@ -219,7 +223,7 @@ class InferenceWorker:
         self.runner = runner
         self._on_chunk = on_chunk
         self._lock = threading.Condition()
-        self._job: tuple[Observation, int] | None = None
+        self._job: tuple[RobotObservation, int] | None = None
         self._busy = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
@@ -230,7 +234,7 @@ class InferenceWorker:
         with self._lock:
             return self._busy or self._job is not None
 
-    def submit(self, obs: Observation, generation: int) -> bool:
+    def submit(self, obs: RobotObservation, generation: int) -> bool:
         with self._lock:
             if self._closed or self._busy or self._job is not None:
                 return False

@@ -22,6 +22,7 @@ from typing import Any
 import rclpy
 from rclpy.node import Node
 
+from openpi_core.errors import OpenpiError
 from openpi_msgs.srv import StartEpisode, StopEpisode
 
 __all__ = ["call_recorder", "main"]
@@ -29,7 +30,7 @@ __all__ = ["call_recorder", "main"]
 ACTIONS = ("start", "stop", "discard")
 
 
-class RecorderCallError(RuntimeError):
+class RecorderCallError(OpenpiError):
     """The recorder could not be reached or refused the request (the message says why)."""
 
 

@@ -25,7 +25,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from openpi_core.rosbag_to_lerobot.metadata_keys import END_DISCARDED, END_KEY, END_SHUTDOWN, END_STOPPED, TASK_KEY
 from openpi_msgs.srv import StartEpisode, StopEpisode
-from openpi_ros.ros_util import optional_list, run_node
+from openpi_ros.node_main import optional_list, run_node
 
 STORAGES = ("mcap", "sqlite3")
 _EPISODE_RE = re.compile(r"^episode_(\d{6})$")

@@ -2,7 +2,7 @@
 
 ``custom`` is a robot made from the parameters alone (``joint_names``, ``camera_names``): the generic layout
 ``{"images": {<camera>: HWC}, "state": [n]}``, cameras fed to the model's image slots in order, no limits. A robot
-that is used more than once deserves a spec of its own (README "Bring your own arm").
+that is used more than once deserves a spec of its own (docs/robots.md).
 """
 
 from __future__ import annotations

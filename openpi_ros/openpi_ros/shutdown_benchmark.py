@@ -31,8 +31,10 @@ from std_msgs.msg import Bool
 
 from openpi_msgs.msg import ActionChunk
 from openpi_ros.graphs import NodeSpec
-from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import ESTOP_QOS, from_time, make_action_chunk, stop_on_signals, to_time
+from openpi_ros.image_messages import rgb_to_image_fields
+from openpi_ros.messages import from_time, make_action_chunk, to_time
+from openpi_ros.processes import stop_on_signals
+from openpi_ros.qos import ESTOP_QOS
 
 BOUND_S = 2.0
 HANG_S = 10.0

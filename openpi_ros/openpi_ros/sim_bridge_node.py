@@ -27,8 +27,9 @@ from openpi_core.robots import registry
 from openpi_core.robots.spec import RobotSpec, Simulator, load_attribute
 from openpi_msgs.msg import EpisodeStatus
 from openpi_msgs.srv import ResetEpisode
-from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import optional_list, run_node, to_time
+from openpi_ros.image_messages import rgb_to_image_fields
+from openpi_ros.messages import to_time
+from openpi_ros.node_main import optional_list, run_node
 
 NS = 1_000_000_000
 

@@ -38,9 +38,11 @@ from openpi_core.robots import registry
 from openpi_core.robots.spec import RobotSpec
 from openpi_msgs.msg import EpisodeStatus, ExecutorStatus, PolicyStatus
 from openpi_msgs.srv import ResetEpisode
+from openpi_ros.dds import apply_large_data_profile
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
-from openpi_ros.images import image_to_rgb
-from openpi_ros.ros_util import apply_large_data_profile, stop_on_signals, stop_processes
+from openpi_ros.image_messages import image_to_rgb
+from openpi_ros.policy_runner import POLICY_SOURCES
+from openpi_ros.processes import stop_on_signals, stop_processes
 
 MIN_CHUNKS = 3  # an episode counts only once the policy has really acted (not one chunk and a hold)
 LOG_TAIL_LINES = 15
@@ -131,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="", help="default: the robot's sim_task (AlohaTransferCube-v0, ...)")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=400, help="control steps per episode")
-    p.add_argument("--policy", choices=("small", "hold", "checkpoint", "remote"), default="small")
+    p.add_argument("--policy", choices=("small", *POLICY_SOURCES), default="small")
     p.add_argument("--config-name", default="", help="--policy checkpoint: e.g. pi0_aloha_sim, pi05_libero")
     p.add_argument("--checkpoint-dir", default="")
     p.add_argument("--server-url", default="", help="--policy remote (key from $OPENPI_SERVER_API_KEY)")

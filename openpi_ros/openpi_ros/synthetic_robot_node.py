@@ -7,8 +7,8 @@ import sys
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
-from openpi_ros.images import rgb_to_image_fields
-from openpi_ros.ros_util import run_node
+from openpi_ros.image_messages import rgb_to_image_fields
+from openpi_ros.node_main import run_node
 from openpi_ros.synthetic import SyntheticRobot, SyntheticRobotConfig
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from openpi_core.errors import OpenpiError
+
 __all__ = ["SUPPORTED_ENCODINGS", "ImageDecodeError", "compressed_to_rgb", "image_to_rgb", "rgb_to_image_fields"]
 
 # encoding -> (channels, conversion to RGB)
@@ -17,7 +19,7 @@ _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 SUPPORTED_ENCODINGS = tuple(_CHANNELS)
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(OpenpiError, ValueError):
     """An Image message cannot be turned into an RGB array; the message names the field."""
 
 
