@@ -451,6 +451,9 @@ def test_nothing_moves_in_the_estop_grace_unless_an_estop_message_arrived() -> N
     quiet = _executor(estop_grace=1.0)
     quiet.update_measured(JOINTS, [0.0, 0.0], T0 + 1100 * MS)
     quiet.step(T0, T0)
+    # A chunk observed during the grace (rejected then, or late) never runs after it: only newer observations do.
+    with pytest.raises(ChunkRejected, match="predates the end of the e-stop grace"):
+        _add(quiet, _ramp(5.0), T0 + 900 * MS, T0 + 1100 * MS)
     _add(quiet, _ramp(0.0), T0 + 1100 * MS, T0 + 1100 * MS)
     assert quiet.step(T0 + 1120 * MS, T0 + 1120 * MS) is not None
     assert quiet.state is ExecutorState.EXECUTING

@@ -303,6 +303,7 @@ class ChunkExecutor:
         self._velocity_cmd = np.zeros(n)  # commanded velocity of the last motion tick, per column
         self._continuous = False  # the last tick published a motion command (the trajectory continues from it)
         self._estop = False
+        self._in_grace_period = config.estop_grace > 0  # see `_in_grace`
         self._estop_heard = False  # an e-stop message has arrived since start
         self._started_ns: int | None = None  # monotonic ns of the first call (start of the e-stop grace)
         self._heartbeat_ns: int | None = None
@@ -340,8 +341,9 @@ class ChunkExecutor:
     def set_estop(self, engaged: bool, now_ros_ns: int, now_mono_ns: int) -> None:
         """An e-stop message (also the heartbeat when `estop_heartbeat_timeout` is set)."""
         self._check_clock(now_ros_ns)
-        self._in_grace(now_mono_ns)
+        self._in_grace(now_ros_ns, now_mono_ns)
         self._estop_heard = True
+        self._in_grace(now_ros_ns, now_mono_ns)
         heartbeat_was_lost = self._heartbeat_lost(now_mono_ns)
         self._heartbeat_ns = now_mono_ns
         if engaged and not self._estop:
@@ -390,7 +392,7 @@ class ChunkExecutor:
         cfg = self.config
         if self._estop or self._heartbeat_lost(now_mono_ns):
             raise ChunkRejected("e-stop engaged: chunk ignored")
-        if self._in_grace(now_mono_ns):
+        if self._in_grace(now_ros_ns, now_mono_ns):
             raise ChunkRejected(f"e-stop state not known yet (estop_grace {cfg.estop_grace} s): chunk ignored")
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] == 0:
@@ -426,13 +428,19 @@ class ChunkExecutor:
         return _Chunk(actions[:, columns], int(stamp_ns), round(control_period * NS), int(now_mono_ns))
 
     # -- state changes ------------------------------------------------------------------------------------------
-    def _in_grace(self, now_mono_ns: int) -> bool:
-        """Still in the e-stop grace after start, with no e-stop message heard yet."""
+    def _in_grace(self, now_ros_ns: int, now_mono_ns: int) -> bool:
+        """Still in the e-stop grace after start (no e-stop message heard, `estop_grace` not over). When it ends, only
+        chunks observed after its end run: one rejected during it must not be overtaken by an older one later."""
+        if not self._in_grace_period:
+            return False
         if self._started_ns is None:
             self._started_ns = now_mono_ns
-        if self._estop_heard:
-            return False
-        return now_mono_ns - self._started_ns < self.config.estop_grace * NS
+        if not self._estop_heard and now_mono_ns - self._started_ns < self.config.estop_grace * NS:
+            return True
+        self._in_grace_period = False
+        if now_ros_ns - 1 > self._min_stamp_ns:
+            self._min_stamp_ns, self._min_stamp_reason = int(now_ros_ns) - 1, "end of the e-stop grace"
+        return False
 
     def _heartbeat_lost(self, now_mono_ns: int) -> bool:
         timeout = self.config.estop_heartbeat_timeout
@@ -525,7 +533,7 @@ class ChunkExecutor:
                 f"e-stop heartbeat {silent} (estop_heartbeat_timeout {cfg.estop_heartbeat_timeout} s)",
                 hold=None,
             )
-        if self._in_grace(now_mono_ns):
+        if self._in_grace(now_ros_ns, now_mono_ns):
             grace = f"waiting up to {cfg.estop_grace} s after start for a latched e-stop (none heard yet)"
             return self._safe(ExecutorState.IDLE, grace, hold=None)
         hold_last = self._command if cfg.hold_on_stale else None
