@@ -16,11 +16,10 @@ import numpy as np
 from openpi_core.errors import InvalidObservationError
 from openpi_core.images import parse_image
 from openpi_core.models import model as _model
+from openpi_core.robots.spec import IMAGE_SLOTS
 from openpi_core.transforms import prompt_text
 
-__all__ = ["IMAGE_SLOTS", "RobotInputs", "RobotOutputs"]
-
-IMAGE_SLOTS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+__all__ = ["RobotInputs", "RobotOutputs"]
 
 
 @dataclasses.dataclass(frozen=True)

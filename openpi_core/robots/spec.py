@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = [
+    "IMAGE_SLOTS",
     "VELOCITY_SUFFIX",
     "CameraSpec",
     "ExecutorLimits",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 VELOCITY_SUFFIX = "/velocity"
+# The model's image slots a camera can feed (`CameraSpec.model_key`).
+IMAGE_SLOTS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,12 +206,6 @@ class RobotSpec:
     @property
     def velocity_columns(self) -> tuple[str, ...]:
         return tuple(a for a in self.actions if a.endswith(VELOCITY_SUFFIX))
-
-    def camera(self, name: str) -> CameraSpec:
-        for camera in self.cameras:
-            if camera.name == name:
-                return camera
-        raise KeyError(f"robot {self.name!r} has no camera {name!r}; its cameras: {list(self.camera_names)}")
 
     def policy_input(self, images: Mapping[str, np.ndarray], state: np.ndarray, prompt: str) -> dict[str, Any]:
         return self.layout(images, state, prompt)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 
 from openpi_core.robots import registry
-from openpi_core.robots.spec import CameraSpec, ExecutorLimits, RobotSpec
+from openpi_core.robots.spec import IMAGE_SLOTS, CameraSpec, ExecutorLimits, RobotSpec
 
 __all__ = ["CUSTOM", "resolve"]
 
 CUSTOM = "custom"
-_SLOTS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 
 
 def resolve(
@@ -41,7 +40,7 @@ def resolve(
     specs = base.cameras
     if cameras:
         known = {c.name: c for c in base.cameras}
-        slots = iter(_SLOTS)
+        slots = iter(IMAGE_SLOTS)
         specs = tuple(known.get(c) or CameraSpec(c, f"{c}/image_raw", next(slots, "")) for c in cameras)
     if camera_topics:
         if len(camera_topics) != len(specs):
