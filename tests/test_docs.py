@@ -69,9 +69,8 @@ def test_commands_in_the_docs_exist(page: Path) -> None:
             else:
                 spec = importlib.util.find_spec(scripts[script])
                 files += [Path(spec.origin)] if spec and spec.origin else []
-        for path in re.findall(
-            r"\b((?:training|examples|docs|launch|scripts|docker|requirements)/[\w./-]+\.\w+)", line
-        ):
+        paths = r"(?<![\w/.])((?:training|examples|docs|launch|scripts|docker|requirements)/[\w./-]+\.\w+)"
+        for path in re.findall(paths, line):
             if "your_" not in path and not (REPO / path).exists():
                 problems.append(f"path {path}")
         # Flags (before any --ros-args) must be ones the command's own source declares.

@@ -23,7 +23,7 @@ def _loop(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     command = python_module(
         "openpi_ros.loop_demo",
         *("--out", str(tmp_path / "loop"), "--episodes", "2", "--record-seconds", "1.5"),
-        *("--train-steps", "2", "--eval-seconds", "1.5", *args),
+        *("--train-steps", "2", "--eval-seconds", "4", *args),
     )
     env = {**os.environ, "OPENPI_DATA_HOME": str(tmp_path / "cache")}  # the small tokenizer is made there
     return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, env=env)
