@@ -435,28 +435,41 @@ def test_config_errors_name_the_field() -> None:
 
 
 def test_nothing_moves_in_the_estop_grace_unless_an_estop_message_arrived() -> None:
-    """A latched e-stop reaches a (re)started executor only after discovery: until then, or until `estop_grace`
-    has passed with no e-stop publisher, no chunk is accepted and nothing is commanded."""
+    """A latched e-stop reaches a (re)started executor only after discovery, which under load can come after the
+    first chunks: for `estop_grace` from the first chunk's arrival (or from seeing an e-stop publisher that has
+    not spoken yet) no chunk is accepted unless an e-stop message arrived, and nothing is commanded."""
     ex = _executor(estop_grace=1.0)
     ex.update_measured(JOINTS, [0.0, 0.0], T0)
     assert ex.step(T0, T0) is None
     assert "latched e-stop" in ex.message
     with pytest.raises(ChunkRejected, match="e-stop state not known yet"):
-        _add(ex, _ramp(0.0), T0, T0 + 100 * MS)
+        _add(ex, _ramp(0.0), T0 + 100 * MS, T0 + 5000 * MS)  # late, long after start: the grace starts now
     # The latched e-stop arrives within the grace: engaged, as if it had been there all along.
-    ex.set_estop(True, T0 + 200 * MS, T0 + 200 * MS)
+    ex.set_estop(True, T0 + 5200 * MS, T0 + 5200 * MS)
     with pytest.raises(ChunkRejected, match="e-stop engaged"):
-        _add(ex, _ramp(0.0), T0 + 250 * MS, T0 + 250 * MS)
-    # No e-stop publisher at all: after the grace the executor runs.
+        _add(ex, _ramp(0.0), T0 + 5250 * MS, T0 + 5250 * MS)
+    # No e-stop publisher at all: one grace after the first chunk the executor runs, and a chunk observed during the
+    # grace never runs after it.
     quiet = _executor(estop_grace=1.0)
+    quiet.update_measured(JOINTS, [0.0, 0.0], T0)
+    with pytest.raises(ChunkRejected, match="e-stop state not known yet"):
+        _add(quiet, _ramp(0.0), T0, T0)
     quiet.update_measured(JOINTS, [0.0, 0.0], T0 + 1100 * MS)
-    quiet.step(T0, T0)
-    # A chunk observed during the grace (rejected then, or late) never runs after it: only newer observations do.
+    quiet.step(T0 + 1100 * MS, T0 + 1100 * MS)
     with pytest.raises(ChunkRejected, match="predates the end of the e-stop grace"):
-        _add(quiet, _ramp(5.0), T0 + 900 * MS, T0 + 1100 * MS)
-    _add(quiet, _ramp(0.0), T0 + 1100 * MS, T0 + 1100 * MS)
+        _add(quiet, _ramp(5.0), T0 + 900 * MS, T0 + 1110 * MS)
+    _add(quiet, _ramp(0.0), T0 + 1100 * MS, T0 + 1110 * MS)
     assert quiet.step(T0 + 1120 * MS, T0 + 1120 * MS) is not None
     assert quiet.state is ExecutorState.EXECUTING
+    # An e-stop publisher seen but silent: the grace runs again from then.
+    seen = _executor(estop_grace=1.0)
+    seen.update_measured(JOINTS, [0.0, 0.0], T0)
+    with pytest.raises(ChunkRejected):
+        _add(seen, _ramp(0.0), T0, T0)
+    assert seen.awaiting_estop
+    seen.estop_publisher_seen(T0 + 900 * MS)
+    with pytest.raises(ChunkRejected, match="e-stop state not known yet"):
+        _add(seen, _ramp(0.0), T0 + 1500 * MS, T0 + 1500 * MS)
 
 
 def test_ordering_holds_after_the_executed_chunk_went_stale() -> None:

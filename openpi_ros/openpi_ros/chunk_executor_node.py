@@ -182,8 +182,10 @@ class ChunkExecutorNode(Node):
 
     # -- outputs ------------------------------------------------------------------------------------------------
     def _tick(self) -> None:
-        now = self._now()
-        command = self._logic.step(now, time.monotonic_ns())
+        now, mono = self._now(), time.monotonic_ns()
+        if self._logic.awaiting_estop and self.count_publishers("estop") > 0:
+            self._logic.estop_publisher_seen(mono)
+        command = self._logic.step(now, mono)
         try:
             if command is not None:
                 self._publish_command(command, now)

@@ -166,8 +166,8 @@ class ExecutorConfig:
     estop_heartbeat_timeout: float = 0.0
     """If > 0, e-stop messages must arrive at least this often (s), or motion stops as for an engaged e-stop."""
     estop_grace: float = 2.0
-    """Seconds after start in which no chunk is accepted unless an e-stop message has arrived (a latched e-stop is
-    delivered after discovery, which takes that long on a loaded machine); 0: no wait."""
+    """Seconds from the first chunk's arrival in which no chunk is accepted unless an e-stop message has arrived (a
+    latched e-stop is delivered after discovery, which lags on a loaded machine); 0: no wait."""
     limits: SafetyLimits = SafetyLimits()
 
     def __post_init__(self) -> None:
@@ -305,7 +305,8 @@ class ChunkExecutor:
         self._estop = False
         self._in_grace_period = config.estop_grace > 0  # see `_in_grace`
         self._estop_heard = False  # an e-stop message has arrived since start
-        self._started_ns: int | None = None  # monotonic ns of the first call (start of the e-stop grace)
+        self._grace_extended = False
+        self._grace_from_ns: int | None = None  # the grace runs `estop_grace` from the first chunk's arrival
         self._heartbeat_ns: int | None = None
         self._min_stamp_ns = -(2**62)  # chunks must be observed after this (e-stop release, fault, clock jump)
         self._newest_stamp_ns = -(2**62)  # the newest chunk accepted since then
@@ -367,6 +368,8 @@ class ChunkExecutor:
         """Validate and queue a chunk; raises `ChunkRejected` (and the chunk is dropped) on any problem."""
         self.counters.chunks_received += 1
         self._check_clock(now_ros_ns)
+        if self._grace_from_ns is None:  # upstream is on the graph now: its e-stop sample is due within the grace
+            self._grace_from_ns = now_mono_ns
         try:
             chunk = self._validate(actions, stamp_ns, control_period, joint_names, now_ros_ns, now_mono_ns)
         except ChunkRejected as exc:
@@ -429,18 +432,31 @@ class ChunkExecutor:
 
     # -- state changes ------------------------------------------------------------------------------------------
     def _in_grace(self, now_ros_ns: int, now_mono_ns: int) -> bool:
-        """Still in the e-stop grace after start (no e-stop message heard, `estop_grace` not over). When it ends, only
-        chunks observed after its end run: one rejected during it must not be overtaken by an older one later."""
+        """Still in the e-stop grace: no e-stop message heard, and either no chunk has arrived yet or the first one
+        arrived less than `estop_grace` ago (a latched e-stop from the same graph arrives within that). When it ends,
+        only chunks observed after its end run: one rejected during it must not be overtaken by an older one later."""
         if not self._in_grace_period:
             return False
-        if self._started_ns is None:
-            self._started_ns = now_mono_ns
-        if not self._estop_heard and now_mono_ns - self._started_ns < self.config.estop_grace * NS:
+        if self._estop_heard:
+            pass
+        elif self._grace_from_ns is None or now_mono_ns - self._grace_from_ns < self.config.estop_grace * NS:
             return True
         self._in_grace_period = False
         if now_ros_ns - 1 > self._min_stamp_ns:
             self._min_stamp_ns, self._min_stamp_reason = int(now_ros_ns) - 1, "end of the e-stop grace"
         return False
+
+    @property
+    def awaiting_estop(self) -> bool:
+        """In the start-up grace, no e-stop message heard yet."""
+        return self._in_grace_period and not self._estop_heard
+
+    def estop_publisher_seen(self, now_mono_ns: int) -> None:
+        """An e-stop publisher is on the graph but none of its messages has arrived: a latched sample follows its
+        discovery, which can lag on a loaded machine, so the grace runs again from now (once)."""
+        if self.awaiting_estop and not self._grace_extended:
+            self._grace_extended = True
+            self._grace_from_ns = now_mono_ns
 
     def _heartbeat_lost(self, now_mono_ns: int) -> bool:
         timeout = self.config.estop_heartbeat_timeout

@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                 if code != 0:
                     raise LoopError(f"run: sim_eval exited {code} (its logs: {out / f'eval_{policy}' / 'logs'})")
                 ran.append(policy)
-            return f"{len(ran)} {args.eval_seconds:g} s episode(s) through the ROS graph ({', '.join(ran)})"
+            return f"{len(ran)} episode(s) of {args.eval_seconds:g} s through the ROS graph ({', '.join(ran)})"
 
         stage("record", do_record)
         stage("convert", do_convert)
