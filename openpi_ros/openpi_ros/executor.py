@@ -17,8 +17,9 @@ Safety contract, checked in this order on every tick (`ChunkExecutor.step`); the
 
 1. **E-stop** latched (until an explicit release) or its heartbeat silent for `estop_heartbeat_timeout` →
    ESTOP: velocity columns 0, position columns not commanded. The queue is dropped; after a release only a chunk
-   observed after the release moves the arm. For `estop_grace` s after start nothing moves unless an e-stop
-   message has arrived: a latched e-stop published before the executor started is delivered only after discovery.
+   observed after the release moves the arm. Until an e-stop message has arrived, nothing moves for `estop_grace` s
+   from the first chunk's arrival: a latched e-stop published before the executor started comes only after
+   discovery, which can lag the chunks.
 2. **Clock**: ROS time going backwards (sim reset, ``bag play --loop``, an NTP step) → every chunk and all
    ordering state is dropped; the executor holds until a chunk observed after the jump arrives.
 3. **Measured state**: every measured column has a finite reading at most `max_state_age` old, else the safe
