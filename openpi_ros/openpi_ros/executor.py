@@ -343,9 +343,8 @@ class ChunkExecutor:
     def set_estop(self, engaged: bool, now_ros_ns: int, now_mono_ns: int) -> None:
         """An e-stop message (also the heartbeat when `estop_heartbeat_timeout` is set)."""
         self._check_clock(now_ros_ns)
-        self._in_grace(now_ros_ns, now_mono_ns)
         self._estop_heard = True
-        self._in_grace(now_ros_ns, now_mono_ns)
+        self._in_grace(now_ros_ns, now_mono_ns)  # ends the grace: only chunks observed from now on run
         heartbeat_was_lost = self._heartbeat_lost(now_mono_ns)
         self._heartbeat_ns = now_mono_ns
         if engaged and not self._estop:
@@ -438,9 +437,8 @@ class ChunkExecutor:
         only chunks observed after its end run: one rejected during it must not be overtaken by an older one later."""
         if not self._in_grace_period:
             return False
-        if self._estop_heard:
-            pass
-        elif self._grace_from_ns is None or now_mono_ns - self._grace_from_ns < self.config.estop_grace * NS:
+        waiting = self._grace_from_ns is None or now_mono_ns - self._grace_from_ns < self.config.estop_grace * NS
+        if waiting and not self._estop_heard:
             return True
         self._in_grace_period = False
         if now_ros_ns - 1 > self._min_stamp_ns:
@@ -551,7 +549,7 @@ class ChunkExecutor:
                 hold=None,
             )
         if self._in_grace(now_ros_ns, now_mono_ns):
-            grace = f"waiting up to {cfg.estop_grace} s after start for a latched e-stop (none heard yet)"
+            grace = f"waiting up to {cfg.estop_grace} s from the first chunk for a latched e-stop (none heard yet)"
             return self._safe(ExecutorState.IDLE, grace, hold=None)
         hold_last = self._command if cfg.hold_on_stale else None
         # 3. measured state
