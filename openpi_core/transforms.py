@@ -48,6 +48,36 @@ def compose(transforms: Sequence[DataTransformFn]) -> CompositeTransform:
     return CompositeTransform(tuple(transforms))
 
 
+class InvertibleOutput(Protocol):
+    """An output transform that can map robot actions back to the actions it was given (real-time chunking)."""
+
+    def invert_actions(self, actions: np.ndarray, data: DataDict) -> np.ndarray:
+        """The `actions` this transform received, given its output `actions` and the `data` it received."""
+        ...
+
+
+def invert_actions(transforms: Sequence[DataTransformFn], data: DataDict, actions: np.ndarray) -> np.ndarray:
+    """The model-side actions that the output `transforms` (in the order they run) map to `actions`.
+
+    `data` is what enters the first transform: the model-side ``state`` and ``actions`` of the model's shape (their
+    values do not matter). Each transform's `invert_actions` runs in reverse order, each seeing the data as it
+    entered that transform (e.g. `AbsoluteActions` the unnormalized state, a slicing adapter the model's width).
+    """
+    entered = []
+    for transform in transforms:
+        entered.append(data)
+        data = transform({k: v for k, v in data.items()})
+    for transform, data_in in zip(reversed(transforms), reversed(entered), strict=True):
+        inverse = getattr(transform, "invert_actions", None)
+        if inverse is None:
+            raise ValueError(
+                f"output transform {type(transform).__name__} has no invert_actions: a prefix of robot actions "
+                "cannot be mapped to model space (real-time chunking needs every output transform invertible)"
+            )
+        actions = inverse(np.asarray(actions, np.float32), data_in)
+    return actions
+
+
 def flatten_dict(tree: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
@@ -222,6 +252,12 @@ class Unnormalize:
         fn = functools.partial(_rescale_leading, quantile=self.use_quantiles, inverse=True)
         return apply_tree(data, self.norm_stats, fn, strict=True)
 
+    def invert_actions(self, actions: np.ndarray, data: DataDict) -> np.ndarray:
+        stats = (self.norm_stats or {}).get("actions")
+        return (
+            actions if stats is None else _rescale_leading(actions, stats, quantile=self.use_quantiles, inverse=False)
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ResizeImages:
@@ -273,6 +309,14 @@ class AbsoluteActions:
 
     def __call__(self, data: DataDict) -> DataDict:
         return _shift_actions(data, self.mask, 1.0)
+
+    def invert_actions(self, actions: np.ndarray, data: DataDict) -> np.ndarray:
+        return _shift_actions({"actions": actions, "state": data["state"]}, self.mask, -1.0)["actions"]
+
+
+def pad_to_input_width(actions: np.ndarray, data: DataDict) -> np.ndarray:
+    """The inverse of taking the leading action dimensions: zero-pad back to the width the transform was given."""
+    return pad_to_dim(actions, np.shape(data["actions"])[-1])
 
 
 def prompt_text(prompt: Any) -> str:

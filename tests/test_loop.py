@@ -31,7 +31,7 @@ def _loop(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     ("robot", "policy", "config"),
-    [("aloha", "remote", "debug_aloha"), ("ur5e_lift", "both", "debug_ur5e_lift")],
+    [("aloha", "remote", "debug_aloha"), ("ur5e_lift", "checkpoint", "debug_ur5e_lift")],  # remote: ALOHA
 )
 def test_loop_records_converts_trains_serves_and_runs(tmp_path: Path, robot: str, policy: str, config: str) -> None:
     run = _loop(tmp_path, "--robot", robot, "--policy", policy)

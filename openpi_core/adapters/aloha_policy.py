@@ -13,6 +13,7 @@ import numpy as np
 
 from openpi_core.images import parse_image
 from openpi_core.robots.aloha import CAMERAS  # re-exported: the example lives with the robot
+from openpi_core.transforms import pad_to_input_width
 
 # Model image slot <- ALOHA camera.
 _IMAGE_SLOTS = {"base_0_rgb": "cam_high", "left_wrist_0_rgb": "cam_left_wrist", "right_wrist_0_rgb": "cam_right_wrist"}
@@ -80,7 +81,7 @@ class AlohaInputs:
             "image_mask": {slot: np.bool_(cam in parsed) for slot, cam in _IMAGE_SLOTS.items()},
         }
         if "actions" in data:
-            inputs["actions"] = self._encode_actions_inv(np.asarray(data["actions"], np.float32))
+            inputs["actions"] = encode_actions(np.asarray(data["actions"], np.float32), adapt_to_pi=self.adapt_to_pi)
         if "prompt" in data:
             inputs["prompt"] = data["prompt"]
         return inputs
@@ -90,10 +91,13 @@ class AlohaInputs:
             return state
         return _map_grippers(_JOINT_FLIP * state, gripper_to_angular)
 
-    def _encode_actions_inv(self, actions: np.ndarray) -> np.ndarray:
-        if not self.adapt_to_pi:
-            return actions
-        return _map_grippers(_JOINT_FLIP * actions, gripper_from_angular_inv)
+
+def encode_actions(actions: np.ndarray, *, adapt_to_pi: bool) -> np.ndarray:
+    """ALOHA joint-space actions in the model's convention (the inverse of `AlohaOutputs`' mapping): the joint flips
+    are their own inverse and the gripper map has an exact inverse."""
+    if not adapt_to_pi:
+        return actions
+    return _map_grippers(_JOINT_FLIP * actions, gripper_from_angular_inv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,3 +111,6 @@ class AlohaOutputs:
         if self.adapt_to_pi:
             actions = _map_grippers(_JOINT_FLIP * actions, gripper_from_angular)
         return {"actions": actions}
+
+    def invert_actions(self, actions: np.ndarray, data: dict) -> np.ndarray:
+        return pad_to_input_width(encode_actions(actions, adapt_to_pi=self.adapt_to_pi), data)

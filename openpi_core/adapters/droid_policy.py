@@ -8,7 +8,7 @@ import numpy as np
 
 from openpi_core.images import parse_image
 from openpi_core.models import model as _model
-from openpi_core.transforms import prompt_text
+from openpi_core.transforms import pad_to_input_width, prompt_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,3 +49,6 @@ class DroidOutputs:
 
     def __call__(self, data: dict) -> dict:
         return {"actions": np.asarray(data["actions"][..., :8])}
+
+    def invert_actions(self, actions: np.ndarray, data: dict) -> np.ndarray:
+        return pad_to_input_width(actions, data)

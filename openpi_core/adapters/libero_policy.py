@@ -8,6 +8,7 @@ import numpy as np
 
 from openpi_core.images import parse_image
 from openpi_core.models import model as _model
+from openpi_core.transforms import pad_to_input_width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,3 +39,6 @@ class LiberoOutputs:
 
     def __call__(self, data: dict) -> dict:
         return {"actions": np.asarray(data["actions"][..., :7])}
+
+    def invert_actions(self, actions: np.ndarray, data: dict) -> np.ndarray:
+        return pad_to_input_width(actions, data)

@@ -17,7 +17,7 @@ from openpi_core.errors import InvalidObservationError
 from openpi_core.images import parse_image
 from openpi_core.models import model as _model
 from openpi_core.robots.spec import IMAGE_SLOTS
-from openpi_core.transforms import prompt_text
+from openpi_core.transforms import pad_to_input_width, prompt_text
 
 __all__ = ["RobotInputs", "RobotOutputs"]
 
@@ -63,3 +63,6 @@ class RobotOutputs:
 
     def __call__(self, data: dict) -> dict:
         return {"actions": np.asarray(data["actions"][..., : self.action_dim])}
+
+    def invert_actions(self, actions: np.ndarray, data: dict) -> np.ndarray:
+        return pad_to_input_width(actions, data)

@@ -117,7 +117,9 @@ class RMSNorm(nnx.Module):
         if cond is None:
             raise ValueError("an adaRMS norm needs a conditioning vector")
         modulation = self.Dense_0(cond.astype(dtype))
-        scale, shift, gate = jnp.split(modulation[:, None, :], 3, axis=-1)
+        if modulation.ndim == 2:  # one vector per sample; [B, S, 3W] (per token, training-time RTC) as it is
+            modulation = modulation[:, None, :]
+        scale, shift, gate = jnp.split(modulation, 3, axis=-1)
         return (normed * (1 + scale) + shift).astype(dtype), gate
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from openpi_core.models import gemma, model, siglip
+from openpi_core.models import gemma, model, rtc, siglip
 
 if TYPE_CHECKING:  # the config builds the model (`Pi0Config.create`); the model only reads the config's fields
     from openpi_core.models.pi0_config import Pi0Config
@@ -50,6 +50,7 @@ class Pi0(model.BaseModel):
 
     def __init__(self, config: Pi0Config, *, rngs: nnx.Rngs) -> None:
         super().__init__(config.action_dim, config.action_horizon, config.max_token_len)
+        self.training_rtc_max_delay = config.training_rtc_max_delay
         paligemma_config = gemma.get_config(config.paligemma_variant)
         expert_config = gemma.get_config(config.action_expert_variant)
         llm = gemma.Gemma(
@@ -83,7 +84,10 @@ class Pi0(model.BaseModel):
     ) -> tuple[list[jax.Array], list[jax.Array], list[bool], jax.Array | None]:
         """π₀: a state token, then action tokens mixed with the time embedding; no adaRMS conditioning."""
         state_token = self.state_proj(observation.state)[:, None, :]
-        time_tokens = einops.repeat(time_emb, "b emb -> b s emb", s=self.action_horizon)
+        if time_emb.ndim == 2:  # one time per sample; [B, H, D] (per row, training-time RTC) as it is
+            time_tokens = einops.repeat(time_emb, "b emb -> b s emb", s=self.action_horizon)
+        else:
+            time_tokens = time_emb
         mixed = self.action_time_mlp_in(jnp.concatenate([action_tokens, time_tokens], axis=-1))
         mixed = self.action_time_mlp_out(nnx.swish(mixed))
         batch = observation.state.shape[0]
@@ -111,9 +115,12 @@ class Pi0(model.BaseModel):
     def embed_suffix(
         self, observation: model.Observation, noisy_actions: jax.Array, timestep: jax.Array
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]:
-        """Action-expert input for `x_t` at time `timestep`: (tokens, mask, ar_mask, adaRMS conditioning or None)."""
+        """Action-expert input for `x_t` at time `timestep` ([B], or [B, H]: one per row): (tokens, mask, ar_mask,
+        adaRMS conditioning or None)."""
         action_tokens = self.action_in_proj(noisy_actions)
-        time_emb = posemb_sincos(timestep, self.action_in_proj.out_features, min_period=4e-3, max_period=4.0)
+        width = self.action_in_proj.out_features
+        time_emb = posemb_sincos(timestep.reshape(-1), width, min_period=4e-3, max_period=4.0)
+        time_emb = time_emb.reshape(*timestep.shape, width)
         tokens, masks, ar_mask, adarms_cond = self._suffix_tokens(observation, action_tokens, time_emb)
         return jnp.concatenate(tokens, axis=1), jnp.concatenate(masks, axis=1), jnp.asarray(ar_mask), adarms_cond
 
@@ -142,8 +149,14 @@ class Pi0(model.BaseModel):
         train: bool = False,
         noise: jax.Array | None = None,
         time: jax.Array | None = None,
+        delay: jax.Array | None = None,
     ) -> jax.Array:
-        """Flow-matching loss per sample and action step, [B, H]. `noise`/`time` replace the random draws."""
+        """Flow-matching loss per sample and action step, [B, H]. `noise`/`time`/`delay` replace the random draws.
+
+        With training-time RTC (`training_rtc_max_delay` > 0) each sample draws a delay d in [0, max]; its first d
+        rows enter clean at flow time 0 and carry no loss (the other rows' losses are scaled by H / (H - d), so the
+        mean over the chunk is the mean over the rows that are learnt).
+        """
         preprocess_rng, noise_rng, time_rng = jax.random.split(rng, 3)
         observation = model.preprocess_observation(preprocess_rng, observation, train=train)
         batch_shape = actions.shape[:-2]
@@ -152,8 +165,17 @@ class Pi0(model.BaseModel):
         if time is None:
             time = jax.random.beta(time_rng, 1.5, 1, batch_shape) * 0.999 + 0.001
         x_t, u_t = flow_matching_targets(actions, noise, time)
-        v_t, _ = self.forward_velocity(observation, x_t, time)
-        return jnp.mean(jnp.square(v_t - u_t), axis=-1)
+        if not self.training_rtc_max_delay:
+            v_t, _ = self.forward_velocity(observation, x_t, time)
+            return jnp.mean(jnp.square(v_t - u_t), axis=-1)
+        if delay is None:
+            delay = jax.random.randint(jax.random.fold_in(time_rng, 1), batch_shape, 0, self.training_rtc_max_delay + 1)
+        given = jnp.arange(self.action_horizon) < delay[..., None]
+        x_t = jnp.where(given[..., None], actions, x_t)
+        v_t, _ = self.forward_velocity(observation, x_t, jnp.where(given, 0.0, time[..., None]))
+        learnt = jnp.logical_not(given)
+        scale = self.action_horizon / jnp.sum(learnt, axis=-1, keepdims=True)
+        return jnp.mean(jnp.square(v_t - u_t), axis=-1) * learnt * scale
 
     def prefill(self, observation: model.Observation) -> tuple[gemma.KVCache, jax.Array]:
         """Run the prefix once: (KV cache [depth, B, S, K, H] for k and v, prefix mask [B, S])."""
@@ -189,8 +211,15 @@ class Pi0(model.BaseModel):
         *,
         num_steps: int = 10,
         noise: jax.Array | None = None,
+        prefix: rtc.ActionPrefix | None = None,
+        guidance: rtc.Guidance = rtc.DEFAULT_GUIDANCE,
     ) -> model.Actions:
-        """An action chunk [B, H, A]: Euler integration of the predicted velocity from noise (t=1) to t=0."""
+        """An action chunk [B, H, A]: Euler integration of the predicted velocity from noise (t=1) to t=0.
+
+        `prefix` (real-time chunking, `openpi_core.models.rtc`): the chunk continues the given actions: by guided
+        steps (`guidance`), or, for a model trained with training-time RTC, by taking the prefix's first `delay`
+        rows as given (flow time 0) and returning them unchanged. Without a prefix the sampler is unchanged.
+        """
         observation = model.preprocess_observation(None, observation, train=False)
         dt = -1.0 / num_steps
         batch_size = observation.state.shape[0]
@@ -198,10 +227,38 @@ class Pi0(model.BaseModel):
             noise = jax.random.normal(rng, (batch_size, self.action_horizon, self.action_dim))
         kv_cache, prefix_mask = self.prefill(observation)
 
+        def velocity(x_t: jax.Array, time: jax.Array) -> jax.Array:
+            return self.denoise_velocity(observation, kv_cache, prefix_mask, x_t, time)
+
+        if prefix is None:
+
+            def step_velocity(x_t: jax.Array, time: jax.Array) -> jax.Array:
+                return velocity(x_t, jnp.broadcast_to(time, batch_size))
+
+        elif self.training_rtc_max_delay:
+            given = rtc.conditioned_rows(prefix, self.action_horizon)
+            noise = jnp.where(given[..., None], prefix.actions, noise)
+
+            def step_velocity(x_t: jax.Array, time: jax.Array) -> jax.Array:
+                row_time = jnp.where(given, 0.0, time)
+                return jnp.where(given[..., None], 0.0, velocity(x_t, row_time))
+
+        else:
+            weights = rtc.prefix_weights(prefix, self.action_horizon, guidance.schedule)
+
+            def step_velocity(x_t: jax.Array, time: jax.Array) -> jax.Array:
+                return rtc.guided_velocity(
+                    lambda x: velocity(x, jnp.broadcast_to(time, batch_size)),
+                    x_t,
+                    time,
+                    target=prefix.actions,
+                    weights=weights,
+                    guidance=guidance,
+                )
+
         def step(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             x_t, time = carry
-            v_t = self.denoise_velocity(observation, kv_cache, prefix_mask, x_t, jnp.broadcast_to(time, batch_size))
-            return x_t + dt * v_t, time + dt
+            return x_t + dt * step_velocity(x_t, time), time + dt
 
         def cond(carry: tuple[jax.Array, jax.Array]) -> jax.Array:
             return carry[1] >= -dt / 2

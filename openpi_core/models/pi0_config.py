@@ -30,12 +30,20 @@ class Pi0Config(model.BaseModelConfig):
     discrete_state_input: bool = None  # type: ignore[assignment]
     vision_variant: str = "So400m/14"
     vocab_size: int = gemma.PALIGEMMA_VOCAB_SIZE
+    # Training-time real-time chunking (arXiv 2512.05964): > 0 trains with the first d ~ U{0..max} rows of each chunk
+    # given (flow time 0, no loss), and inference then takes a prefix as given instead of guiding towards it.
+    training_rtc_max_delay: int = 0
 
     def __post_init__(self) -> None:
         if self.max_token_len is None:
             object.__setattr__(self, "max_token_len", 200 if self.pi05 else 48)
         if self.discrete_state_input is None:
             object.__setattr__(self, "discrete_state_input", self.pi05)
+        if not 0 <= self.training_rtc_max_delay < self.action_horizon:
+            raise ValueError(
+                f"Pi0Config.training_rtc_max_delay must be in [0, action_horizon={self.action_horizon}), "
+                f"got {self.training_rtc_max_delay}"
+            )
         gemma.get_config(self.paligemma_variant)  # fail early on unknown names
         gemma.get_config(self.action_expert_variant)
 

@@ -2,10 +2,18 @@
 
 policy.infer({"observation/image": uint8[h, w, 3], ..., "prompt": "open the drawer"})
 -> {"actions": float32[horizon, robot_action_dim], "state": ..., "policy_timing": {"infer_ms": ...}}
+
+Real-time chunking (π₀, π₀.₅; `openpi_core.models.rtc`): three optional observation keys, which openpi's own
+clients never send and openpi's servers ignore: ``rtc_prefix_actions`` (float [n, robot_action_dim], robot units:
+the previous chunk's rows from this observation's time on), ``rtc_inference_delay`` (int rows executed before the
+new chunk can arrive) and ``rtc_execution_horizon`` (int rows softly matched; default all n). The prefix is mapped
+into model space by the inverse of the output transforms. `metadata["rtc"]` says how the model uses it
+(``guidance``, or ``training`` for a model trained with training-time RTC); without it, the keys are refused.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +24,13 @@ import numpy as np
 from flax import nnx
 
 from openpi_core import transforms as _transforms
+from openpi_core.errors import InvalidObservationError
 from openpi_core.models import model as _model
+from openpi_core.models import rtc
 
-__all__ = ["Policy"]
+__all__ = ["RTC_KEYS", "Policy"]
+
+RTC_KEYS = ("rtc_prefix_actions", "rtc_inference_delay", "rtc_execution_horizon")
 
 
 class Policy:
@@ -43,14 +55,21 @@ class Policy:
         kwargs = dict(sample_kwargs or {})
 
         @jax.jit
-        def sample(state: nnx.State, rng: jax.Array, observation: _model.Observation) -> jax.Array:
-            return nnx.merge(graphdef, state).sample_actions(rng, observation, **kwargs)
+        def sample(
+            state: nnx.State, rng: jax.Array, observation: _model.Observation, prefix: rtc.ActionPrefix | None
+        ) -> jax.Array:
+            extra = {} if prefix is None else {"prefix": prefix}
+            return nnx.merge(graphdef, state).sample_actions(rng, observation, **kwargs, **extra)
 
         self._sample = sample
         self._state = state
         self._input_transform = _transforms.compose(transforms)
+        self._output_transforms = tuple(output_transforms)
         self._output_transform = _transforms.compose(output_transforms)
+        self._action_shape = (model.action_horizon, model.action_dim)
         self._metadata = dict(metadata or {})
+        if "prefix" in inspect.signature(model.sample_actions).parameters:
+            self._metadata["rtc"] = "training" if getattr(model, "training_rtc_max_delay", 0) else "guidance"
         self._seed = seed
         self._rng = jax.random.key(seed)
 
@@ -64,12 +83,14 @@ class Policy:
 
     def infer(self, obs: dict[str, Any], *, batched: bool = False, rng: jax.Array | None = None) -> dict[str, Any]:
         samples = _split_batch(obs) if batched else [obs]
+        requests = [self._rtc_request(sample) for sample in samples]
         inputs = [self._input_transform(_copy(sample)) for sample in samples]
         batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *inputs)
+        prefix = self._action_prefix(requests, np.asarray(batch["state"])) if any(requests) else None
         if rng is None:
             self._rng, rng = jax.random.split(self._rng)
         start = time.perf_counter()
-        actions = self._sample(self._state, rng, _model.Observation.from_dict(batch))
+        actions = self._sample(self._state, rng, _model.Observation.from_dict(batch), prefix)
         actions = np.asarray(jax.block_until_ready(actions))
         infer_ms = (time.perf_counter() - start) * 1e3
         outputs = []
@@ -78,6 +99,58 @@ class Policy:
             outputs.append(self._output_transform(raw))
         result = outputs[0] if not batched else {k: np.stack([o[k] for o in outputs]) for k in outputs[0]}
         return {**result, "policy_timing": {"infer_ms": infer_ms}}
+
+    def _rtc_request(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Removes the RTC keys from `sample` and returns them checked ({} when there are none)."""
+        request = {key: sample.pop(key) for key in RTC_KEYS if key in sample}
+        if not request:
+            return request
+        if "rtc" not in self._metadata:
+            raise InvalidObservationError(RTC_KEYS[0], "this policy's model has no real-time chunking (π₀/π₀.₅ only)")
+        if RTC_KEYS[0] not in request:
+            raise InvalidObservationError(RTC_KEYS[0], f"missing (given {sorted(request)})")
+        prefix = np.asarray(request[RTC_KEYS[0]])
+        if prefix.ndim != 2 or prefix.shape[0] == 0 or prefix.dtype.kind not in "iuf":
+            raise InvalidObservationError(RTC_KEYS[0], f"expected numbers [rows, action_dim], got {prefix.shape}")
+        if not np.all(np.isfinite(prefix)):
+            raise InvalidObservationError(RTC_KEYS[0], "contains NaN or Inf")
+        request[RTC_KEYS[0]] = prefix[: self._action_shape[0]].astype(np.float32)
+        for key, default in ((RTC_KEYS[1], 0), (RTC_KEYS[2], len(request[RTC_KEYS[0]]))):
+            value = np.asarray(request.get(key, default))
+            if value.ndim != 0 or value.dtype.kind not in "iu" or value < 0:
+                raise InvalidObservationError(key, f"expected an integer >= 0, got {request.get(key)!r}")
+            request[key] = int(value)
+        return request
+
+    def _action_prefix(self, requests: list[dict[str, Any]], states: np.ndarray) -> rtc.ActionPrefix:
+        """The requests' prefixes in model space (inverse output transforms), padded to the model's chunk."""
+        horizon, width = self._action_shape
+        actions = np.zeros((len(requests), horizon, width), np.float32)
+        fields = np.zeros((3, len(requests)), np.int32)
+        for i, request in enumerate(requests):
+            if not request:
+                continue  # no prefix for this sample: length 0 weighs nothing and conditions nothing
+            robot_actions = request[RTC_KEYS[0]]
+            model_side = {"state": states[i], "actions": np.zeros((horizon, width), np.float32)}
+            robot_width = np.shape(self._output_transform(_copy(model_side))["actions"])[-1]
+            if robot_actions.shape[-1] != robot_width:
+                raise InvalidObservationError(
+                    RTC_KEYS[0],
+                    f"expected {robot_width} action columns (the policy's output), got {robot_actions.shape}",
+                )
+            try:
+                model_actions = _transforms.invert_actions(self._output_transforms, model_side, robot_actions)
+            except ValueError as exc:
+                raise InvalidObservationError(RTC_KEYS[0], str(exc)) from exc
+            rows = len(model_actions)
+            actions[i, :rows] = model_actions
+            fields[:, i] = (rows, request[RTC_KEYS[1]], request[RTC_KEYS[2]])
+        return rtc.ActionPrefix(
+            actions=jnp.asarray(actions),
+            length=jnp.asarray(fields[0]),
+            delay=jnp.asarray(fields[1]),
+            execution_horizon=jnp.asarray(fields[2]),
+        )
 
 
 def _copy(tree: Any) -> Any:

@@ -11,7 +11,10 @@ use the monotonic clock, which no clock jump, `use_sim_time` or NTP step can mov
 
 Strategies: ``broker`` (the newest chunk, openpi's open-loop playback), ``ensemble`` (ACT's temporal ensembling:
 every live chunk votes with weight ``exp(-decay * i)``, i = 0 the oldest), ``blend`` (each new chunk is
-cross-faded in over `blend_time` from the command being produced when it arrived, so an arrival never jumps).
+cross-faded in over `blend_time` from the command being produced when it arrived, so an arrival never jumps),
+``rtc`` (for real-time-chunked chunks, whose rows up to the inference delay repeat the previous chunk's: the newest
+chunk from the first row boundary at or after its arrival, so the switch lands on a row both chunks share; the
+previous chunk runs until then).
 
 Safety contract, checked in this order on every tick (`ChunkExecutor.step`); the first that fails decides:
 
@@ -87,6 +90,7 @@ class Strategy(enum.Enum):
     BROKER = "broker"
     ENSEMBLE = "ensemble"
     BLEND = "blend"
+    RTC = "rtc"
 
 
 class ExecutorState(enum.IntEnum):
@@ -246,6 +250,7 @@ class _Chunk:
     stamp_ns: int  # ROS time of the observation
     period_ns: int
     arrival_ns: int  # monotonic
+    start_ns: int  # ROS time from which the chunk may be executed (rtc: its first row boundary after arrival)
 
     def at(self, now_ns: int, *, hold_end: bool = False) -> np.ndarray | None:
         """The action for `now` (rows interpolated); past the last row None, or the last row with `hold_end`."""
@@ -428,7 +433,11 @@ class ChunkExecutor:
         if stamp_ns <= self._newest_stamp_ns:
             raise ChunkRejected("header.stamp: not newer than the newest chunk accepted (out of order or duplicate)")
         columns = [names.index(n) for n in cfg.joint_names]
-        return _Chunk(actions[:, columns], int(stamp_ns), round(control_period * NS), int(now_mono_ns))
+        period_ns = round(control_period * NS)
+        start_ns = int(stamp_ns)
+        if cfg.strategy is Strategy.RTC and now_ros_ns > stamp_ns:
+            start_ns += -(-(now_ros_ns - int(stamp_ns)) // period_ns) * period_ns
+        return _Chunk(actions[:, columns], int(stamp_ns), period_ns, int(now_mono_ns), start_ns)
 
     # -- state changes ------------------------------------------------------------------------------------------
     def _in_grace(self, now_ros_ns: int, now_mono_ns: int) -> bool:
@@ -700,6 +709,9 @@ class ChunkExecutor:
         if not live or live[-1].at(now_ros_ns) is None:
             return None
         strategy = self.config.strategy
+        if strategy is Strategy.RTC:  # the newest chunk whose switch row has come (the previous one until then)
+            started = [c for c in live if c.start_ns <= now_ros_ns and c.at(now_ros_ns) is not None]
+            return (started or live)[-1].at(now_ros_ns)
         if strategy is Strategy.BROKER or len(live) == 1:
             return live[-1].at(now_ros_ns)
         if strategy is Strategy.ENSEMBLE:

@@ -202,7 +202,7 @@ _ARGUMENT_HELP = {
     "prompt": "language instruction",
     "rate": "policy inference rate in Hz (0: robot default)",
     "horizon": "chunk length of the hold policy",
-    "strategy": "chunk execution: broker, ensemble or blend",
+    "strategy": "chunk execution: broker, ensemble, blend or rtc (real-time-chunked chunks)",
     "command_type": "commands as joint_state, joint_trajectory or both",
     "on_stale": "when chunks go stale: hold or stop (empty: robot default)",
     "max_age": "oldest camera/joint message used, in s",
