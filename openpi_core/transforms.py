@@ -48,33 +48,30 @@ def compose(transforms: Sequence[DataTransformFn]) -> CompositeTransform:
     return CompositeTransform(tuple(transforms))
 
 
-class InvertibleOutput(Protocol):
-    """An output transform that can map robot actions back to the actions it was given (real-time chunking)."""
-
-    def invert_actions(self, actions: np.ndarray, data: DataDict) -> np.ndarray:
-        """The `actions` this transform received, given its output `actions` and the `data` it received."""
-        ...
-
-
 def invert_actions(transforms: Sequence[DataTransformFn], data: DataDict, actions: np.ndarray) -> np.ndarray:
     """The model-side actions that the output `transforms` (in the order they run) map to `actions`.
 
     `data` is what enters the first transform: the model-side ``state`` and ``actions`` of the model's shape (their
-    values do not matter). Each transform's `invert_actions` runs in reverse order, each seeing the data as it
-    entered that transform (e.g. `AbsoluteActions` the unnormalized state, a slicing adapter the model's width).
+    values do not matter). Each transform's ``invert_actions(actions, data_in)`` (the actions it was given, from its
+    output actions and the data it was given) runs in reverse order, each seeing the data as it entered that
+    transform (e.g. `AbsoluteActions` the unnormalized state, a slicing adapter the model's width). A ValueError
+    names a transform without an inverse, or `actions` of another width than the transforms put out.
     """
-    entered = []
     for transform in transforms:
-        entered.append(data)
-        data = transform({k: v for k, v in data.items()})
-    for transform, data_in in zip(reversed(transforms), reversed(entered), strict=True):
-        inverse = getattr(transform, "invert_actions", None)
-        if inverse is None:
+        if not hasattr(transform, "invert_actions"):
             raise ValueError(
                 f"output transform {type(transform).__name__} has no invert_actions: a prefix of robot actions "
                 "cannot be mapped to model space (real-time chunking needs every output transform invertible)"
             )
-        actions = inverse(np.asarray(actions, np.float32), data_in)
+    entered = []
+    for transform in transforms:
+        entered.append(data)
+        data = transform(dict(data))
+    width = np.shape(data["actions"])[-1]
+    if np.shape(actions)[-1] != width:
+        raise ValueError(f"expected {width} action columns (the policy's output), got shape {np.shape(actions)}")
+    for transform, data_in in zip(reversed(transforms), reversed(entered), strict=True):
+        actions = transform.invert_actions(np.asarray(actions, np.float32), data_in)
     return actions
 
 

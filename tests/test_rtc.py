@@ -210,7 +210,9 @@ def test_policy_takes_a_prefix_in_robot_units_and_refuses_bad_ones(tmp_path) -> 
     obs = libero_observation(0)
     plain = policy.infer(dict(obs))["actions"]
     prefix = plain[:4] + 0.0
-    out = policy.infer({**obs, "rtc_prefix_actions": prefix, "rtc_inference_delay": 2, "rtc_execution_horizon": 4})
+    request = {**obs, "rtc_prefix_actions": prefix, "rtc_inference_delay": 2, "rtc_execution_horizon": 4}
+    out = policy.infer(request)
+    assert "rtc_prefix_actions" in request  # the caller's observation is left as it was
     assert out["actions"].shape == (LIBERO_HORIZON, 7)
     assert np.all(np.isfinite(out["actions"]))
     for bad, field in (

@@ -30,7 +30,7 @@ from openpi_core.models import rtc
 
 __all__ = ["RTC_KEYS", "Policy"]
 
-RTC_KEYS = ("rtc_prefix_actions", "rtc_inference_delay", "rtc_execution_horizon")
+PREFIX_KEY, DELAY_KEY, HORIZON_KEY = RTC_KEYS = ("rtc_prefix_actions", "rtc_inference_delay", "rtc_execution_horizon")
 
 
 class Policy:
@@ -64,7 +64,6 @@ class Policy:
         self._sample = sample
         self._state = state
         self._input_transform = _transforms.compose(transforms)
-        self._output_transforms = tuple(output_transforms)
         self._output_transform = _transforms.compose(output_transforms)
         self._action_shape = (model.action_horizon, model.action_dim)
         self._metadata = dict(metadata or {})
@@ -84,7 +83,7 @@ class Policy:
     def infer(self, obs: dict[str, Any], *, batched: bool = False, rng: jax.Array | None = None) -> dict[str, Any]:
         samples = _split_batch(obs) if batched else [obs]
         requests = [self._rtc_request(sample) for sample in samples]
-        inputs = [self._input_transform(_copy(sample)) for sample in samples]
+        inputs = [self._input_transform(_copy({k: v for k, v in s.items() if k not in RTC_KEYS})) for s in samples]
         batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *inputs)
         prefix = self._action_prefix(requests, np.asarray(batch["state"])) if any(requests) else None
         if rng is None:
@@ -101,21 +100,21 @@ class Policy:
         return {**result, "policy_timing": {"infer_ms": infer_ms}}
 
     def _rtc_request(self, sample: dict[str, Any]) -> dict[str, Any]:
-        """Removes the RTC keys from `sample` and returns them checked ({} when there are none)."""
-        request = {key: sample.pop(key) for key in RTC_KEYS if key in sample}
+        """The RTC keys of `sample`, checked ({} when there are none)."""
+        request = {key: sample[key] for key in RTC_KEYS if key in sample}
         if not request:
             return request
         if "rtc" not in self._metadata:
-            raise InvalidObservationError(RTC_KEYS[0], "this policy's model has no real-time chunking (π₀/π₀.₅ only)")
-        if RTC_KEYS[0] not in request:
-            raise InvalidObservationError(RTC_KEYS[0], f"missing (given {sorted(request)})")
-        prefix = np.asarray(request[RTC_KEYS[0]])
+            raise InvalidObservationError(PREFIX_KEY, "this policy's model has no real-time chunking (π₀/π₀.₅ only)")
+        if PREFIX_KEY not in request:
+            raise InvalidObservationError(PREFIX_KEY, f"missing (given {sorted(request)})")
+        prefix = np.asarray(request[PREFIX_KEY])
         if prefix.ndim != 2 or prefix.shape[0] == 0 or prefix.dtype.kind not in "iuf":
-            raise InvalidObservationError(RTC_KEYS[0], f"expected numbers [rows, action_dim], got {prefix.shape}")
+            raise InvalidObservationError(PREFIX_KEY, f"expected numbers [rows, action_dim], got {prefix.shape}")
         if not np.all(np.isfinite(prefix)):
-            raise InvalidObservationError(RTC_KEYS[0], "contains NaN or Inf")
-        request[RTC_KEYS[0]] = prefix[: self._action_shape[0]].astype(np.float32)
-        for key, default in ((RTC_KEYS[1], 0), (RTC_KEYS[2], len(request[RTC_KEYS[0]]))):
+            raise InvalidObservationError(PREFIX_KEY, "contains NaN or Inf")
+        request[PREFIX_KEY] = prefix[: self._action_shape[0]].astype(np.float32)
+        for key, default in ((DELAY_KEY, 0), (HORIZON_KEY, len(request[PREFIX_KEY]))):
             value = np.asarray(request.get(key, default))
             if value.ndim != 0 or value.dtype.kind not in "iu" or value < 0:
                 raise InvalidObservationError(key, f"expected an integer >= 0, got {request.get(key)!r}")
@@ -130,21 +129,16 @@ class Policy:
         for i, request in enumerate(requests):
             if not request:
                 continue  # no prefix for this sample: length 0 weighs nothing and conditions nothing
-            robot_actions = request[RTC_KEYS[0]]
             model_side = {"state": states[i], "actions": np.zeros((horizon, width), np.float32)}
-            robot_width = np.shape(self._output_transform(_copy(model_side))["actions"])[-1]
-            if robot_actions.shape[-1] != robot_width:
-                raise InvalidObservationError(
-                    RTC_KEYS[0],
-                    f"expected {robot_width} action columns (the policy's output), got {robot_actions.shape}",
-                )
             try:
-                model_actions = _transforms.invert_actions(self._output_transforms, model_side, robot_actions)
+                model_actions = _transforms.invert_actions(
+                    self._output_transform.transforms, model_side, request[PREFIX_KEY]
+                )
             except ValueError as exc:
-                raise InvalidObservationError(RTC_KEYS[0], str(exc)) from exc
+                raise InvalidObservationError(PREFIX_KEY, str(exc)) from exc
             rows = len(model_actions)
             actions[i, :rows] = model_actions
-            fields[:, i] = (rows, request[RTC_KEYS[1]], request[RTC_KEYS[2]])
+            fields[:, i] = (rows, request[DELAY_KEY], request[HORIZON_KEY])
         return rtc.ActionPrefix(
             actions=jnp.asarray(actions),
             length=jnp.asarray(fields[0]),
