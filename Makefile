@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k images -x"`.
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist; whole files per worker, so module fixtures are built once). 0: one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup test lint format demo demo-loop demo-synthetic lock colcon clean
 
@@ -20,7 +22,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ALOHA sim + policy node + chunk executor, one short episode (CHECKPOINT=<folder> runs a real pi0_aloha_sim one).
 demo: setup

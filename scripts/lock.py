@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIP = {"pip", "openpi-core", "openpi-ros"}
+SKIP = {"pip", "openpi-core", "openpi-ros", "openpi-ur5e-lift"}
 
 
 def canonical(name: str) -> str:

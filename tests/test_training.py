@@ -134,10 +134,9 @@ def test_killed_run_resumes_to_the_same_state(tmp_path: Path) -> None:
     killed_at = max(int(p.name) for p in run_dir.iterdir() if p.name.isdigit())
     assert killed_at < 6, "the run finished before it could be killed"
 
-    # Without a flag, an existing run is refused rather than overwritten.
-    refused = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=300, check=False)
-    assert refused.returncode == 2
-    assert "pass --resume or --overwrite" in refused.stderr
+    # Without a flag, an existing run is refused rather than overwritten (train.py turns this into exit code 2).
+    with pytest.raises(FileExistsError, match="pass --resume or --overwrite"):
+        trainer.train(_debug(tmp_path, exp_name="killed", num_train_steps=6, save_interval=2))
 
     resumed = subprocess.run([*TRAIN, *args, "--resume"], capture_output=True, text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -157,7 +156,11 @@ def test_fsdp_on_four_cpu_devices(tmp_path: Path) -> None:
     """A 2 (data) x 2 (fsdp) mesh shards the parameters and computes the same losses as one device."""
     args = ["debug", "--exp-name", "fsdp", "--num-train-steps", "2", "--batch-size", "4", "--fsdp-devices", "2"]
     args += ["--fsdp-min-param-mb", "0", "--checkpoint-base-dir", str(tmp_path / "ckpt")]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
     run = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     sharded = re.findall(r"fsdp: .* sharded on axis", run.stderr)

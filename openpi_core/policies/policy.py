@@ -27,10 +27,9 @@ from openpi_core import transforms as _transforms
 from openpi_core.errors import InvalidObservationError
 from openpi_core.models import model as _model
 from openpi_core.models import rtc
+from openpi_core.policies.protocol import DELAY_KEY, HORIZON_KEY, PREFIX_KEY, RTC_KEYS
 
-__all__ = ["RTC_KEYS", "Policy"]
-
-PREFIX_KEY, DELAY_KEY, HORIZON_KEY = RTC_KEYS = ("rtc_prefix_actions", "rtc_inference_delay", "rtc_execution_horizon")
+__all__ = ["Policy"]
 
 
 class Policy:

@@ -5,14 +5,17 @@ An observation is a flat or nested dict of numpy arrays and strings, as openpi's
     {"images": {"cam_high": uint8[H, W, 3], ...}, "state": float32[D], "prompt": "fold the towel"}
 
 `infer` returns at least ``{"actions": float32[horizon, action_dim]}``; implementations may add more keys
-(timing, state echo, ...).
+(timing, state echo, ...). A policy whose `metadata` has ``"rtc"`` also takes the optional real-time-chunking keys
+`RTC_KEYS` (`openpi_core.policies.policy` says what they hold).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["PolicyClient"]
+__all__ = ["DELAY_KEY", "HORIZON_KEY", "PREFIX_KEY", "RTC_KEYS", "PolicyClient"]
+
+PREFIX_KEY, DELAY_KEY, HORIZON_KEY = RTC_KEYS = ("rtc_prefix_actions", "rtc_inference_delay", "rtc_execution_horizon")
 
 
 @runtime_checkable

@@ -31,8 +31,17 @@ _TINY = {"paligemma_variant": "dummy", "action_expert_variant": "dummy", "vision
 
 
 def make_small_policy(
-    config_name: str, folder: str | Path, *, action_horizon: int = 50, num_steps: int = 2, seed: int = 0
+    config_name: str,
+    folder: str | Path,
+    *,
+    action_horizon: int = 50,
+    num_steps: int = 2,
+    seed: int = 0,
+    model_overrides: dict | None = None,
+    sample_kwargs: dict | None = None,
 ) -> Policy:
+    """`model_overrides`: further model config fields (e.g. ``training_rtc_max_delay``); `sample_kwargs`: further
+    `sample_actions` arguments (e.g. ``guidance``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = _configs.get_config(config_name)
@@ -40,7 +49,14 @@ def make_small_policy(
         raise ValueError(f"config {config_name!r} reads no robot's observations (its data config names no robot)")
     robot = registry.get(config.data.robot_name())
     sp = make_small_paligemma_tokenizer(folder / "tokenizer.model", num_loc=0, num_seg=0)
-    model = dataclasses.replace(config.model, vocab_size=1024, dtype="float32", action_horizon=action_horizon, **_TINY)
+    model = dataclasses.replace(
+        config.model,
+        vocab_size=1024,
+        dtype="float32",
+        action_horizon=action_horizon,
+        **_TINY,
+        **(model_overrides or {}),
+    )
     factory = _config.ModelTransformFactory(paligemma_tokenizer=str(sp))
     config = dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, model_transforms=factory))
     checkpoint = folder / "checkpoint"
@@ -50,5 +66,7 @@ def make_small_policy(
         key: normalize.NormStats(mean=np.zeros(d), std=np.ones(d), q01=-np.ones(d), q99=np.ones(d))
         for key, d in (("state", robot.state_dim), ("actions", robot.action_dim))
     }
-    policy = create_trained_policy(config, checkpoint, norm_stats=stats, sample_kwargs={"num_steps": num_steps})
+    policy = create_trained_policy(
+        config, checkpoint, norm_stats=stats, sample_kwargs={"num_steps": num_steps, **(sample_kwargs or {})}
+    )
     return policy

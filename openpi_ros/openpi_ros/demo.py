@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 
@@ -28,7 +26,7 @@ from openpi_msgs.msg import ActionChunk, PolicyStatus
 from openpi_ros.graphs import NodeSpec, demo_graph
 from openpi_ros.messages import chunk_to_array, from_time
 from openpi_ros.policy_runner import Status
-from openpi_ros.processes import stop_on_signals, stop_processes
+from openpi_ros.processes import local_graph_env, stop_on_signals, stop_processes
 from openpi_ros.qos import SENSOR_QOS
 
 
@@ -121,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=30.0, help="seconds to wait for the first chunk")
     args = parser.parse_args(argv)
 
-    env = dict(os.environ)
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("ROS_LOG_DIR", os.path.join(tempfile.gettempdir(), "openpi_ros_logs"))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")})
+    env = local_graph_env()
 
     graph = demo_graph(namespace=args.namespace, rate=args.rate)
     cameras = list(graph[0].parameters["camera_names"])

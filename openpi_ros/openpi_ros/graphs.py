@@ -115,7 +115,7 @@ class RobotGraphConfig:
     """Policy inference rate in Hz (0: the robot's default)."""
     horizon: int = 50
     strategy: str = "blend"
-    """Chunk execution: broker | ensemble | blend."""
+    """Chunk execution: broker | ensemble | blend | rtc (rtc also turns on the policy node's real-time chunking)."""
     command_type: str = "joint_state"
     """joint_state | joint_trajectory | both."""
     on_stale: str = ""
@@ -202,7 +202,7 @@ _ARGUMENT_HELP = {
     "prompt": "language instruction",
     "rate": "policy inference rate in Hz (0: robot default)",
     "horizon": "chunk length of the hold policy",
-    "strategy": "chunk execution: broker, ensemble, blend or rtc (real-time-chunked chunks)",
+    "strategy": "chunk execution: broker, ensemble, blend or rtc (and the policy node's real-time chunking)",
     "command_type": "commands as joint_state, joint_trajectory or both",
     "on_stale": "when chunks go stale: hold or stop (empty: robot default)",
     "max_age": "oldest camera/joint message used, in s",
@@ -265,6 +265,8 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
         "max_age": config.max_age,
         "image_size": config.image_size,
     }
+    if config.strategy == "rtc":
+        policy_params["rtc"] = True
     if config.compressed:
         policy_params["compressed_cameras"] = list(spec.camera_names)
     executor_params: dict[str, Any] = {

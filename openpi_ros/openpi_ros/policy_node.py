@@ -16,6 +16,12 @@ Parameters (all read in `on_configure`; the policy is loaded there, never in the
   one remote request) and ``connect_timeout`` (s, reaching the server at configure).
 - ``prompt`` (also the ``set_prompt`` service and the ``prompt`` topic), ``rate`` (Hz), ``max_age`` / ``max_skew``
   (s), ``control_period`` (s between chunk rows; default from the robot), ``horizon`` (hold only).
+- ``rtc`` (default false): real-time chunking (`openpi_ros.rtc_planner`; pair it with the executor's ``rtc``
+  strategy). Each request carries the last chunk's rows from the observation time on and the delay in rows
+  (``rtc_delay_percentile`` of the recent stamp -> publish latencies, default 90), matched up to
+  ``rtc_execution_horizon`` rows (0: all); a policy whose metadata has no ``rtc`` gets plain requests. A request
+  also goes out as soon as the last chunk has ``delay + rtc_margin_rows`` (default 5) rows left, checked every
+  control period; ``rate`` stays the most time between requests.
 - ``autostart`` (default true): configure and activate right away when run on its own (a configure that fails ends
   the process with exit code 1); set false under a lifecycle manager.
 
@@ -52,6 +58,7 @@ from openpi_ros.observation import AssemblerConfig, ObservationAssembler, Observ
 from openpi_ros.policy_runner import POLICY_SOURCES, Chunk, InferenceWorker, PolicyRunner, Status
 from openpi_ros.qos import SENSOR_QOS
 from openpi_ros.robots import resolve
+from openpi_ros.rtc_planner import RtcConfig, RtcPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +151,18 @@ class PolicyNode(LifecycleNode):
             ("control_period", 0.0),
             ("inference_timeout", 10.0),
             ("connect_timeout", 10.0),
+            ("rtc_delay_percentile", 90.0),
         ):
             p(name, default)
-        for name, default in (("horizon", 50), ("num_steps", 0), ("image_size", 224)):
+        for name, default in (
+            ("horizon", 50),
+            ("num_steps", 0),
+            ("image_size", 224),
+            ("rtc_execution_horizon", 0),
+            ("rtc_margin_rows", 5),
+        ):
             p(name, default)
+        p("rtc", False)
         p("autostart", True)
         self._runner: PolicyRunner | None = None
         self._worker: InferenceWorker | None = None
@@ -176,12 +191,16 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         assert self._runner is not None
         self._tick_timers = [self.create_timer(1.0 / self._rate, self._tick)]
+        if self._runner.rtc is not None:  # request early when the last chunk runs low, checked every row
+            self._tick_timers.append(self.create_timer(self._control_period, self._tick_if_due))
         self.get_logger().info("active: publishing chunks")
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._generation += 1  # an inference still running will not publish
         self._cancel_timers()
+        if self._runner is not None and self._runner.rtc is not None:
+            self._runner.rtc.reset()  # after reactivation the old chunk is no prefix
         self.get_logger().info("inactive: no chunks are published")
         return super().on_deactivate(state)
 
@@ -253,13 +272,29 @@ class PolicyNode(LifecycleNode):
                 cameras, robot.joint_names, max_age=float(get("max_age").value), max_skew=float(get("max_skew").value)
             )
         )
+        planner = None
+        if get("rtc").value:
+            planner = RtcPlanner(
+                RtcConfig(
+                    control_period_ns=round(self._control_period * 1e9),
+                    delay_percentile=float(get("rtc_delay_percentile").value),
+                    execution_horizon=int(get("rtc_execution_horizon").value),
+                    margin_rows=int(get("rtc_margin_rows").value),
+                )
+            )
         self._runner = PolicyRunner(
             self._assembler,
             policy,
             default_prompt=str(get("prompt").value),
             to_input=None if params["policy"] == "hold" else robot.policy_input,
             action_dim=len(robot.actions),
+            rtc=planner,
         )
+        if planner is not None and not self._runner.sends_prefix:
+            self.get_logger().warning(
+                f"parameter 'rtc': policy {self._config_name!r} has no real-time chunking (its metadata has no 'rtc'):"
+                " requests carry no prefix; only the early trigger applies"
+            )
         self._worker = InferenceWorker(self._runner, self._publish_chunk)
         for cam, topic in zip(cameras, topics, strict=True):
             if cam in compressed:
@@ -280,6 +315,7 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(
             f"configured: robot {robot.name}, policy {self._config_name!r} ({params['policy']}), "
             f"{len(cameras)} cameras, {len(robot.joint_names)} joints, {self._rate} Hz"
+            + (", real-time chunking" if self._runner.sends_prefix else "")
         )
 
     # -- inputs -------------------------------------------------------------------------------------------------
@@ -333,6 +369,11 @@ class PolicyNode(LifecycleNode):
         obs = self._runner.observe(self._now())
         if obs is not None:
             self._worker.submit(obs, self._generation)
+
+    def _tick_if_due(self) -> None:
+        runner = self._runner
+        if runner is not None and runner.rtc is not None and runner.rtc.due(self._now()):
+            self._tick()
 
     def _publish_chunk(self, chunk: Chunk, generation: int) -> None:
         """On the inference worker's thread (rclpy publishers are thread-safe)."""

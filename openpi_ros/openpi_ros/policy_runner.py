@@ -22,6 +22,7 @@ import numpy as np
 from openpi_core.errors import OpenpiError
 from openpi_core.policies import PolicyClient
 from openpi_ros.observation import ObservationAssembler, ObservationRejected, RejectReason, RobotObservation
+from openpi_ros.rtc_planner import RtcPlanner
 
 __all__ = ["Chunk", "InferenceWorker", "PolicyRunner", "RunnerStats", "Status"]
 
@@ -100,11 +101,16 @@ class PolicyRunner:
         default_prompt: str = "",
         to_input: Callable[[dict[str, np.ndarray], np.ndarray, str], dict[str, Any]] | None = None,
         action_dim: int | None = None,
+        rtc: RtcPlanner | None = None,
     ) -> None:
         """`to_input(images, state, prompt)` builds the policy's observation dict (default: the generic
-        ``{"images", "state", "prompt"}``); `action_dim` is the expected chunk width (default: the state size)."""
+        ``{"images", "state", "prompt"}``); `action_dim` is the expected chunk width (default: the state size).
+        With `rtc`, every published chunk is recorded there and, when the policy's metadata says it supports
+        real-time chunking, every request carries the planner's prefix of the last chunk."""
         self.assembler = assembler
         self.policy = policy
+        self.rtc = rtc
+        self.sends_prefix = rtc is not None and bool(policy.metadata.get("rtc"))
         self.to_input = to_input
         self.action_dim = action_dim
         self.default_prompt = default_prompt
@@ -140,6 +146,8 @@ class PolicyRunner:
             )
             self.assembler.clear()
             self._last_stamp_ns = -1
+            if self.rtc is not None:
+                self.rtc.reset()
         self._last_now_ns = now_ns
         try:
             obs: RobotObservation = self.assembler.assemble(now_ns)
@@ -184,6 +192,9 @@ class PolicyRunner:
                 policy_input = obs.as_policy_input(prompt)
             else:
                 policy_input = self.to_input(obs.images, obs.state, prompt)
+            if self.sends_prefix:
+                assert self.rtc is not None
+                policy_input.update(self.rtc.request(obs.stamp_ns))
             result: dict[str, Any] = self.policy.infer(policy_input)
         except ValueError as exc:
             self.reject(Status.INVALID_INPUT, f"policy rejected the observation: {exc}")
@@ -206,7 +217,10 @@ class PolicyRunner:
         return actions
 
     def record_published(self, chunk: Chunk, now_ns: int) -> None:
-        self.stats.record((now_ns - chunk.stamp_ns) * 1e-9, chunk.inference_latency, now_ns * 1e-9)
+        latency = (now_ns - chunk.stamp_ns) * 1e-9
+        self.stats.record(latency, chunk.inference_latency, now_ns * 1e-9)
+        if self.rtc is not None:
+            self.rtc.record_chunk(chunk.actions, chunk.stamp_ns, latency)
 
 
 class InferenceWorker:

@@ -4,12 +4,28 @@ event."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-__all__ = ["stop_on_signals", "stop_processes"]
+__all__ = ["local_graph_env", "stop_on_signals", "stop_processes"]
+
+_GRAPH_ENV_DEFAULTS = {
+    "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",  # a demo or benchmark graph never talks to the network's
+    "ROS_LOG_DIR": str(Path(tempfile.gettempdir()) / "openpi_ros_logs"),
+}
+
+
+def local_graph_env() -> dict[str, str]:
+    """The environment for node processes started from here (and set in this process too, for its own node):
+    discovery on this host only and ROS logs in the temp folder, unless the caller's environment says otherwise."""
+    for key, value in _GRAPH_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    return dict(os.environ)
 
 
 def stop_processes(procs: Sequence[subprocess.Popen], timeout: float = 10.0) -> list[int]:

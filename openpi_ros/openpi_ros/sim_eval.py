@@ -42,7 +42,7 @@ from openpi_ros.dds import apply_large_data_profile
 from openpi_ros.graphs import NodeSpec, RobotGraphConfig, robot_graph
 from openpi_ros.image_messages import image_to_rgb
 from openpi_ros.policy_runner import POLICY_SOURCES
-from openpi_ros.processes import stop_on_signals, stop_processes
+from openpi_ros.processes import local_graph_env, stop_on_signals, stop_processes
 
 MIN_CHUNKS = 3  # an episode counts only once the policy has really acted (not one chunk and a hold)
 LOG_TAIL_LINES = 15
@@ -118,7 +118,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-def _start(graph: list[NodeSpec], env: dict[str, str], log_dir: Path) -> list[subprocess.Popen]:
+def start_nodes(graph: list[NodeSpec], env: dict[str, str], log_dir: Path) -> list[subprocess.Popen]:
     procs = []
     for spec in graph:
         log = open(log_dir / f"{spec.name}.log", "w")  # noqa: SIM115 - closed with the process
@@ -162,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     log_dir = args.out / "logs"
     log_dir.mkdir(exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("ROS_LOG_DIR", str(Path(tempfile.gettempdir()) / "openpi_ros_logs"))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")})
+    env = local_graph_env()
 
     server = None
     server_url = args.server_url
@@ -205,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     with stop_on_signals(signal.SIGINT, signal.SIGTERM) as stop:
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-        procs = _start(graph, env, log_dir)
+        procs = start_nodes(graph, env, log_dir)
         monitor = Monitor(args.namespace, robot.camera_topics[0])
         try:
             results, ok = _run_episodes(monitor, procs, graph, args, stop)
