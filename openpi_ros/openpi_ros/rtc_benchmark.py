@@ -11,7 +11,8 @@ delay. Strategy ``rtc`` turns on the policy node's real-time chunking (guided sa
 ``rtc-training`` is the same graph with a model configured for training-time RTC (its given rows are the prefix;
 random weights, so only the mechanics are measured). From the executor's commands it reports, per case, the
 largest joint step per control period at chunk switches (the two commands after each chunk's arrival) and within
-chunks (max and p99, rad or gripper units), the RMS jerk, and the time the executor held (no fresh chunk). Then,
+chunks (max and p99, rad or gripper units), the RMS jerk, and the time the executor was not executing (holding
+for want of a fresh chunk, stopped, or in a tracking fault). Then,
 outside ROS, the cost of guidance: model time of a guided and a training-time chunk relative to a plain one.
 """
 
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
 _HEADER = (
     f"{'strategy':>12} {'delay':>6} {'switch max':>10} {'switch p99':>10} {'within max':>10} {'within p99':>10}"
-    f" {'jerk rms':>10} {'held s':>7} {'chunks':>6} {'prefixed':>8} {'d rows':>6}"
+    f" {'jerk rms':>10} {'idle s':>7} {'chunks':>6} {'prefixed':>8} {'d rows':>6}"
 )
 
 
