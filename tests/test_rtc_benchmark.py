@@ -32,7 +32,7 @@ def test_motion_metrics_separate_switch_steps_from_within_chunk_steps() -> None:
     assert figures["switch_step_max"] == pytest.approx(0.3)
     assert figures["within_step_max"] == pytest.approx(0.01)
     assert figures["within_step_p99"] == pytest.approx(0.01)
-    assert figures["held_s"] == pytest.approx(0.2)
+    assert figures["not_executing_s"] == pytest.approx(0.2)
     assert figures["switches"] == 1
     assert figures["commands"] == 100
     # Jerk: the ramp has none; the jump's third differences are 0.3, -0.6, 0.3, over 97 x 2 values.

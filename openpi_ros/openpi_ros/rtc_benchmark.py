@@ -110,12 +110,13 @@ def motion_metrics(
         raise ValueError(f"only {len(commands)} commands in the measured window: did the executor run?")
     steps = np.max(np.abs(np.diff(commands, axis=0)), axis=1)  # step k: between command k and k + 1
     step_stamps = stamps[1:]
+    arrivals = arrivals_ns[(arrivals_ns >= start) & (arrivals_ns <= end)]
     at_switch = np.zeros(len(steps), bool)
-    for arrival in arrivals_ns[(arrivals_ns >= start) & (arrivals_ns <= end)]:
+    for arrival in arrivals:
         first = int(np.searchsorted(step_stamps, arrival))
         at_switch[first : first + SWITCH_STEPS] = True
     jerk = np.diff(commands, n=3, axis=0) / period_s**3
-    held = _held_seconds(status, start, end)
+    not_executing = _not_executing_seconds(status, start, end)
 
     def stat(values: np.ndarray, q: float | None) -> float:
         if not len(values):
@@ -128,15 +129,15 @@ def motion_metrics(
         "within_step_max": stat(steps[~at_switch], None),
         "within_step_p99": stat(steps[~at_switch], 99),
         "jerk_rms": float(np.sqrt(np.mean(jerk**2))),
-        "held_s": held,
-        "switches": int(np.count_nonzero((arrivals_ns >= start) & (arrivals_ns <= end))),
+        "not_executing_s": not_executing,
+        "switches": len(arrivals),
         "commands": len(commands),
     }
 
 
-def _held_seconds(status: list[tuple[int, int]], start: int, end: int) -> float:
+def _not_executing_seconds(status: list[tuple[int, int]], start: int, end: int) -> float:
     """Seconds within [start, end] the executor reported a state other than EXECUTING."""
-    held, state, since = 0, None, start
+    total, state, since = 0, None, start
     for stamp, reported in sorted(status):
         if stamp <= start:
             state = reported
@@ -144,11 +145,11 @@ def _held_seconds(status: list[tuple[int, int]], start: int, end: int) -> float:
         if stamp > end:
             break
         if state is not None and state != ExecutorStatus.STATE_EXECUTING:
-            held += stamp - since
+            total += stamp - since
         state, since = reported, stamp
     if state is not None and state != ExecutorStatus.STATE_EXECUTING:
-        held += end - since
-    return held * 1e-9
+        total += end - since
+    return total * 1e-9
 
 
 class Recorder(Node):
@@ -382,7 +383,7 @@ def _print_row(row: dict[str, Any]) -> None:
     print(
         f"{row['strategy']:>12} {row['delay_ms']:>4}ms {row['switch_step_max']:10.4f} {row['switch_step_p99']:10.4f}"
         f" {row['within_step_max']:10.4f} {row['within_step_p99']:10.4f} {row['jerk_rms']:10.1f}"
-        f" {row['held_s']:7.2f} {row['switches']:6d} {row['prefixed']:8d} {row['delay_rows_p50']:6.1f}",
+        f" {row['not_executing_s']:7.2f} {row['switches']:6d} {row['prefixed']:8d} {row['delay_rows_p50']:6.1f}",
         flush=True,
     )
 
