@@ -428,6 +428,75 @@ def test_policy_node_deactivates_at_once_while_inference_hangs(ros_context: obje
         probe.close()
 
 
+class _RecordingPolicy:
+    """Answers with the state after `delay` s; records when each request came and which reading it carried."""
+
+    metadata: dict = {}  # noqa: RUF012
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.calls: list[tuple[float, float]] = []  # (monotonic entry time, state[0])
+
+    def reset(self) -> None:
+        pass
+
+    def infer(self, obs: dict) -> dict:
+        state = np.asarray(obs["state"], np.float32)
+        self.calls.append((time.monotonic(), float(state[0])))
+        time.sleep(self.delay)
+        return {"actions": np.tile(state, (4, 1))}
+
+
+def test_policy_node_data_trigger_uses_each_reading_once_and_fresh(ros_context: object, spawn: object) -> None:
+    """Inference is started by the joint reading that arrives when one is due: readings slower than the rate each
+    start exactly one inference (the timer fallback adds none from an old reading); with an inference slower than
+    the rate, the next one starts from a reading that arrived after it, never twice from one, never from a reading
+    queued while it ran."""
+    from openpi_core.serving.server import PolicyServer, ServerConfig  # noqa: PLC0415
+
+    policy = _RecordingPolicy()
+    with PolicyServer(policy, ServerConfig(port=0)) as server:
+        spec = _policy_spec("pn_trigger", policy="remote", server_url=f"ws://127.0.0.1:{server.port}", rate=10.0)
+        spawn(spec.command())
+        probe = PolicyProbe(ros_context, "pn_trigger")
+        probe.wait(lambda: probe.arm_b.get_subscription_count() > 0 and probe.statuses, "the policy node")
+        published: dict[float, float] = {}  # reading id (joint a1) -> monotonic publish time
+        next_publish = 0.0
+
+        def publish(interval: float) -> None:
+            nonlocal next_publish
+            if time.monotonic() >= next_publish:
+                reading = float(len(published) + 1)  # exact in float32
+                published[reading] = time.monotonic()
+                probe.publish(a=(reading, 0.2))
+                next_publish = time.monotonic() + interval
+
+        probe.wait(lambda: (publish(0.02), policy.calls)[1], "the first inference", timeout=30)
+        # Readings every 0.25 s into a 10 Hz node: one inference per reading, each from its own reading.
+        probe.spin(0.5, every=lambda: publish(0.25))
+        first = len(published)
+        probe.spin(3.0, every=lambda: publish(0.25))
+        probe.spin(0.3)  # the last reading's answer
+        calls = [(entry, reading) for entry, reading in policy.calls if reading > first]
+        sent = [reading for reading in published if reading > first]
+        assert [reading for _, reading in calls] == sent
+        ages = sorted(entry - published[reading] for entry, reading in calls)
+        assert ages[len(ages) // 2] < 0.04, f"observation ages at inference {ages}: not started by the reading"
+
+        # An inference slower than the rate, readings at 50 Hz.
+        policy.delay = 0.25
+        probe.spin(0.6, every=lambda: publish(0.02))
+        start = len(policy.calls)
+        probe.spin(3.0, every=lambda: publish(0.02))
+        calls = policy.calls[start:]
+        assert len(calls) >= 5
+        readings = [reading for _, reading in calls]
+        assert readings == sorted(set(readings)), "a reading was used twice or out of order"
+        ages = [entry - published[reading] for entry, reading in calls]
+        assert max(ages) < 0.2, f"observation ages at inference {ages}: one waited out an inference (0.25 s)"
+        probe.close()
+
+
 def test_policy_node_exits_nonzero_when_the_server_is_unreachable(spawn: object) -> None:
     """Finding 11: with a dead server the node used to idle forever and exit 0."""
     spec = _policy_spec("pn_dead", policy="remote", server_url="ws://127.0.0.1:9", connect_timeout=1.0)

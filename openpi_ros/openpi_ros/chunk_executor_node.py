@@ -11,7 +11,9 @@ joint_trajectory_controller accepts it without `allow_integration_in_goal_trajec
 
 The safety contract is `openpi_ros.executor`'s; this node moves messages, ticks on the steady clock (a stopped
 `/clock` cannot silence the watchdog), and on shutdown publishes the safe command (hold position, velocity 0) first.
-Without any limit it refuses to start unless `allow_unlimited:=true`.
+Without any limit it refuses to start unless `allow_unlimited:=true`. ``realtime_priority`` (default 0: off) runs
+the control loop under SCHED_FIFO at that priority (1-99), so its ticks keep time on a busy machine; where that is
+not permitted, a warning says so and the node runs as before.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from openpi_ros.executor import (
     Strategy,
 )
 from openpi_ros.messages import chunk_to_array, from_time, to_time
-from openpi_ros.node_main import FINAL_COMMAND_ACK_S, run_node
+from openpi_ros.node_main import FINAL_COMMAND_ACK_S, run_node, set_realtime_priority
 from openpi_ros.node_main import optional_list as _list
 from openpi_ros.qos import ESTOP_QOS, ESTOP_VOLATILE_QOS, SENSOR_QOS
 
@@ -86,6 +88,13 @@ class ChunkExecutorNode(Node):
                 "or allow_unlimited:=true to execute chunks unbounded"
             )
         state_names = tuple(_list(self, "state_joint_names")) or None
+        priority = int(p("realtime_priority", 0).value)
+        if priority > 0:  # before the timers, so the control loop runs on a real-time thread
+            refused = set_realtime_priority(priority)
+            if refused:
+                self.get_logger().warning(f"parameter 'realtime_priority': SCHED_FIFO {priority} {refused}")
+            else:
+                self.get_logger().info(f"control loop under SCHED_FIFO priority {priority}")
         self._config = ExecutorConfig(
             joint_names=joint_names,
             state_joint_names=state_names,

@@ -129,6 +129,8 @@ class RobotGraphConfig:
     upper_limits: str = ""
     max_velocity: str = ""
     max_age: float = 0.5
+    realtime_priority: int = 0
+    """SCHED_FIFO priority of the executor's control loop (0: off)."""
     max_chunk_age: float = 0.0
     """Oldest observation a chunk may come from when it reaches the executor, in s (0: the executor's 1 s)."""
     image_size: int = 224
@@ -206,6 +208,7 @@ _ARGUMENT_HELP = {
     "command_type": "commands as joint_state, joint_trajectory or both",
     "on_stale": "when chunks go stale: hold or stop (empty: robot default)",
     "max_age": "oldest camera/joint message used, in s",
+    "realtime_priority": "SCHED_FIFO priority (1-99) of the executor's control loop; 0: off",
     "max_chunk_age": "oldest observation an executed chunk may come from, in s (0: 1 s; raise for slow inference)",
     "image_size": "images are resized with padding to this square (0: keep)",
     "compressed": "read cameras as CompressedImage from <topic>/compressed",
@@ -281,6 +284,8 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
         executor_params["on_stale"] = config.on_stale
     if config.max_chunk_age > 0:
         executor_params["max_chunk_age"] = config.max_chunk_age
+    if config.realtime_priority > 0:
+        executor_params["realtime_priority"] = config.realtime_priority
     remaps = (("joint_commands", config.command_topic),) if config.command_topic else ()
     graph = [
         NodeSpec("policy_node", "openpi_ros.policy_node", "policy_node", policy_params, namespace=config.namespace),

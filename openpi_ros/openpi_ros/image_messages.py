@@ -23,8 +23,18 @@ class ImageDecodeError(OpenpiError, ValueError):
     """An Image message cannot be turned into an RGB array; the message names the field."""
 
 
-def image_to_rgb(msg: Any, *, topic: str = "image") -> np.ndarray:
-    """Return an owned uint8 array [height, width, 3] in RGB order.
+def _bytes_view(data: Any) -> np.ndarray:
+    """A message's byte field as uint8, without a copy where it has the buffer protocol (bytes, array.array as
+    rclpy gives `uint8[]`, numpy as rosbags gives it)."""
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:  # a list of ints
+        return np.frombuffer(bytes(data), dtype=np.uint8)
+
+
+def image_to_rgb(msg: Any, *, topic: str = "image", copy: bool = True) -> np.ndarray:
+    """Return a uint8 array [height, width, 3] in RGB order: owned, or with ``copy=False`` a read-only view of the
+    message's buffer where the encoding allows (rgb8, bgr8, rgba8, bgra8; the message stays alive with it).
 
     Honours `step` (row padding) and rejects anything inconsistent instead of guessing.
     """
@@ -39,26 +49,22 @@ def image_to_rgb(msg: Any, *, topic: str = "image") -> np.ndarray:
         raise ImageDecodeError(f"{topic}: fields 'height'/'width' must be positive, got {height}x{width}")
     if step < width * channels:
         raise ImageDecodeError(f"{topic}: field 'step' is {step}, less than width*channels = {width * channels}")
-    data = msg.data
-    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), dtype=np.uint8)
+    buf = _bytes_view(msg.data)
     if buf.size != step * height:
         raise ImageDecodeError(f"{topic}: field 'data' has {buf.size} bytes, expected step*height = {step * height}")
     rows = buf.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
-    if encoding == "rgb8":
-        return rows.copy()
-    if encoding == "bgr8":
-        return rows[..., ::-1].copy()
-    if encoding == "rgba8":
-        return rows[..., :3].copy()
-    if encoding == "bgra8":
-        return rows[..., 2::-1].copy()
-    return np.repeat(rows, 3, axis=2)  # mono8
+    if encoding == "mono8":
+        return np.repeat(rows, 3, axis=2)
+    rgb = {"rgb8": rows, "bgr8": rows[..., ::-1], "rgba8": rows[..., :3], "bgra8": rows[..., 2::-1]}[encoding]
+    if copy:
+        return rgb.copy()
+    rgb.flags.writeable = False
+    return rgb
 
 
 def compressed_to_rgb(msg: Any, *, topic: str = "image/compressed") -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG or PNG; colour or mono) -> owned uint8 [height, width, 3] RGB."""
-    data = msg.data
-    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), dtype=np.uint8)
+    buf = _bytes_view(msg.data)
     if buf.size == 0:
         raise ImageDecodeError(f"{topic}: field 'data' is empty")
     fmt = str(msg.format).lower()

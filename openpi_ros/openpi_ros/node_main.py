@@ -19,10 +19,18 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from openpi_core.errors import OpenpiError
-from openpi_ros.dds import apply_large_data_profile
+from openpi_ros.dds import apply_large_data_profile, reuse_large_buffers
 from openpi_ros.processes import stop_on_signals
 
-__all__ = ["FINAL_COMMAND_ACK_S", "TEARDOWN_DEADLINE_S", "FinalCommand", "NodeStartError", "optional_list", "run_node"]
+__all__ = [
+    "FINAL_COMMAND_ACK_S",
+    "TEARDOWN_DEADLINE_S",
+    "FinalCommand",
+    "NodeStartError",
+    "optional_list",
+    "run_node",
+    "set_realtime_priority",
+]
 
 # Seconds from a stop signal to process exit at the most: if native teardown (executor, DDS participant) has not
 # finished by then, run_node prints every thread's stack and ends the process with its exit code anyway.
@@ -51,6 +59,22 @@ class FinalCommand(Protocol):
     def publish_final_command(self) -> None: ...
 
 
+def set_realtime_priority(priority: int) -> str:
+    """Run the calling thread (and every thread it starts afterwards) under SCHED_FIFO at `priority` (1-99), so a
+    control loop's timer preempts ordinary work on a busy machine. Returns '' on success, else why not (no
+    permission: CAP_SYS_NICE, or an rtprio limit in /etc/security/limits.conf, or `--cap-add SYS_NICE` in Docker)."""
+    low, high = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
+    if not low <= priority <= high:
+        raise ValueError(f"parameter 'realtime_priority': {priority} is outside SCHED_FIFO's {low}..{high}")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        return "not permitted (needs CAP_SYS_NICE or an rtprio limit)"
+    except OSError as exc:
+        return str(exc)
+    return ""
+
+
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, spin the node until SIGINT/SIGTERM or an external shutdown, and tear down within
     `TEARDOWN_DEADLINE_S`; returns 0, or 1 when the node could not be built (the reason is logged in one line
@@ -65,6 +89,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger(__name__)
     apply_large_data_profile()
+    reuse_large_buffers()
     code = 0
     with stop_on_signals(signal.SIGINT, signal.SIGTERM, then_ignore=True) as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

@@ -1,8 +1,9 @@
 """Assemble a policy observation from the latest camera frames and joint readings (no ROS types here).
 
-The node feeds decoded inputs in as they arrive; `assemble(now)` returns an observation only when every input
-is present, fresh enough, mutually in sync and valid. Otherwise it raises `ObservationRejected` with a reason
-that names the offending input, and the caller publishes nothing.
+The node feeds inputs in as they arrive (images as arrays or as frames still to be converted, `openpi_ros.frames`);
+`assemble(now)` returns an observation only when every input is present, fresh enough, mutually in sync and valid.
+Otherwise it raises `ObservationRejected` with a reason that names the offending input, and the caller publishes
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from openpi_ros.frames import PendingFrame
 
 __all__ = ["AssemblerConfig", "ObservationAssembler", "ObservationRejected", "RejectReason", "RobotObservation"]
 
@@ -40,8 +43,6 @@ class AssemblerConfig:
     """Seconds: an input older than this (relative to `now`) makes the observation stale."""
     max_skew: float = 0.2
     """Seconds: the largest allowed spread between the stamps of the inputs."""
-    image_shape: tuple[int, int] | None = None
-    """(height, width) every camera must deliver, or None to accept any size."""
 
     def __post_init__(self) -> None:
         if not self.joint_names:
@@ -58,7 +59,8 @@ class AssemblerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RobotObservation:
-    images: dict[str, np.ndarray]
+    images: dict[str, np.ndarray | PendingFrame]
+    """Per camera; frames still pending are converted by the consumer (`FrameConverter.convert`)."""
     state: np.ndarray
     stamp_ns: int
     """The joint reading's stamp (ns); the chunk predicted from this observation carries it unchanged."""
@@ -70,7 +72,7 @@ class RobotObservation:
 class ObservationAssembler:
     def __init__(self, config: AssemblerConfig) -> None:
         self.config = config
-        self._images: dict[str, tuple[int, np.ndarray]] = {}
+        self._images: dict[str, tuple[int, np.ndarray | PendingFrame]] = {}
         self._joints: dict[str, tuple[int, float]] = {}
         self._joint_index = {name: i for i, name in enumerate(config.joint_names)}
         self._invalid: dict[str, str] = {}
@@ -85,11 +87,15 @@ class ObservationAssembler:
         """Record that the newest message of `source` was unusable; no observation is assembled until it recovers."""
         self._invalid[source] = reason
 
-    def add_image(self, camera: str, rgb: np.ndarray, stamp_ns: int) -> None:
+    def add_image(self, camera: str, image: np.ndarray | PendingFrame, stamp_ns: int) -> None:
         if camera not in self.config.camera_names:
             raise KeyError(f"unknown camera {camera!r}; configured: {self.config.camera_names}")
         self._invalid.pop(camera, None)
-        self._images[camera] = (int(stamp_ns), rgb)
+        self._images[camera] = (int(stamp_ns), image)
+
+    def frames_converted(self) -> bool:
+        """Whether every camera's newest image is ready to use (no pending frame left to convert)."""
+        return all(not isinstance(image, PendingFrame) or image.converted for _, image in self._images.values())
 
     def add_joints(
         self, names: Sequence[str], positions: Sequence[float], stamp_ns: int, *, source: str = "joint_states"
@@ -114,12 +120,10 @@ class ObservationAssembler:
         for cam in cfg.camera_names:
             if cam not in self._images:
                 raise ObservationRejected(RejectReason.MISSING, f"camera {cam!r}: no image received yet")
-            stamp, rgb = self._images[cam]
+            stamp, image = self._images[cam]
+            if isinstance(image, PendingFrame) and image.error is not None:  # it failed for an earlier inference
+                raise ObservationRejected(RejectReason.INVALID, str(image.error))
             stamps[f"camera {cam!r}"] = stamp
-            if cfg.image_shape is not None and rgb.shape[:2] != tuple(cfg.image_shape):
-                raise ObservationRejected(
-                    RejectReason.INVALID, f"camera {cam!r}: image is {rgb.shape[:2]}, expected {cfg.image_shape}"
-                )
         missing = [n for n in cfg.joint_names if n not in self._joints]
         if missing:
             raise ObservationRejected(RejectReason.MISSING, f"joint states: no reading for joints {missing}")

@@ -1,7 +1,8 @@
 """The policy loop without ROS: assemble an observation, call the policy, check the result, keep statistics.
 
 `PolicyRunner.observe` (cheap, on the ROS thread) assembles a new observation or says why there is none;
-`PolicyRunner.infer` (the model or the server round trip) turns it into a checked chunk. `InferenceWorker` runs
+`PolicyRunner.infer` (the frames' conversion, then the model or the server round trip) turns it into a checked
+chunk. `InferenceWorker` runs
 `infer` on a thread of its own, one observation at a time, so a slow or dead policy never blocks subscriptions,
 status or lifecycle transitions.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 from openpi_core.errors import OpenpiError
 from openpi_core.policies import PolicyClient
+from openpi_ros.frames import FrameConverter
 from openpi_ros.observation import ObservationAssembler, ObservationRejected, RejectReason, RobotObservation
 from openpi_ros.rtc_planner import RtcPlanner
 
@@ -61,7 +63,8 @@ class Chunk:
     actions: np.ndarray  # float32 [horizon, action_dim]
     stamp_ns: int  # observation stamp
     prompt: str
-    inference_latency: float  # s
+    inference_latency: float
+    """Seconds in the policy's `infer` (the model, or the server round trip); the frames' conversion is not in it."""
     sequence: int
 
 
@@ -102,14 +105,17 @@ class PolicyRunner:
         to_input: Callable[[dict[str, np.ndarray], np.ndarray, str], dict[str, Any]] | None = None,
         action_dim: int | None = None,
         rtc: RtcPlanner | None = None,
+        converter: FrameConverter | None = None,
     ) -> None:
         """`to_input(images, state, prompt)` builds the policy's observation dict (default: the generic
-        ``{"images", "state", "prompt"}``); `action_dim` is the expected chunk width (default: the state size).
+        ``{"images", "state", "prompt"}``); `action_dim` is the expected chunk width (default: the state size);
+        `converter` converts the observation's pending frames (default: one after the other, on the caller).
         With `rtc`, every published chunk is recorded there and, when the policy's metadata says it supports
         real-time chunking, every request carries the planner's prefix of the last chunk."""
         self.assembler = assembler
         self.policy = policy
         self.rtc = rtc
+        self.converter = converter or FrameConverter()
         self.sends_prefix = rtc is not None and bool(policy.metadata.get("rtc"))
         self.to_input = to_input
         self.action_dim = action_dim
@@ -165,16 +171,17 @@ class PolicyRunner:
     def infer(self, obs: RobotObservation) -> Chunk | None:
         """The policy's checked chunk for `obs`, or None (`status` says why). Safe to call from another thread."""
         prompt = self.prompt
-        start = time.perf_counter()
-        actions = self._infer(obs, prompt)
-        if actions is None:
+        try:
+            obs = dataclasses.replace(obs, images=self.converter.convert(obs.images))
+        except ValueError as exc:  # a frame that could not be decoded (the message names the topic and field)
+            self.reject(Status.INVALID_INPUT, str(exc))
             return None
+        result = self._infer(obs, prompt)
+        if result is None:
+            return None
+        actions, seconds = result
         chunk = Chunk(
-            actions=actions,
-            stamp_ns=obs.stamp_ns,
-            prompt=prompt,
-            inference_latency=time.perf_counter() - start,
-            sequence=self._sequence,
+            actions=actions, stamp_ns=obs.stamp_ns, prompt=prompt, inference_latency=seconds, sequence=self._sequence
         )
         self._sequence += 1
         self.status, self.status_message = Status.RUNNING, ""
@@ -185,8 +192,9 @@ class PolicyRunner:
         obs = self.observe(now_ns)
         return None if obs is None else self.infer(obs)
 
-    def _infer(self, obs: RobotObservation, prompt: str) -> np.ndarray | None:
-        """The policy's checked actions for `obs`, or None after recording why there are none."""
+    def _infer(self, obs: RobotObservation, prompt: str) -> tuple[np.ndarray, float] | None:
+        """The policy's checked actions for `obs` and the seconds its `infer` took, or None after recording why
+        there are none."""
         try:
             if self.to_input is None:
                 policy_input = obs.as_policy_input(prompt)
@@ -195,7 +203,9 @@ class PolicyRunner:
             if self.sends_prefix:
                 assert self.rtc is not None
                 policy_input.update(self.rtc.request(obs.stamp_ns))
+            start = time.perf_counter()
             result: dict[str, Any] = self.policy.infer(policy_input)
+            seconds = time.perf_counter() - start
         except ValueError as exc:
             self.reject(Status.INVALID_INPUT, f"policy rejected the observation: {exc}")
             return None
@@ -214,7 +224,7 @@ class PolicyRunner:
         if not np.all(np.isfinite(actions)):
             self.reject(Status.ERROR, "policy output 'actions' contains NaN or Inf")
             return None
-        return actions
+        return actions, seconds
 
     def record_published(self, chunk: Chunk, now_ns: int) -> None:
         latency = (now_ns - chunk.stamp_ns) * 1e-9
