@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -156,6 +157,19 @@ def test_image_view_shares_the_message_buffer_and_resizes_as_openpi(encoding: st
     owned = image_to_rgb(msg)
     assert owned.flags.writeable
     assert not np.shares_memory(owned, np.frombuffer(msg.data, np.uint8))
+
+
+@pytest.mark.parametrize(("shape", "size"), [((32, 32, 3), 32), ((48, 64, 3), 0), ((48, 64, 3), 32)])
+def test_converted_frames_are_the_policys_own(shape: tuple[int, int, int], size: int) -> None:
+    """Whether or not a resize ran, the policy gets a writable array that does not alias the message."""
+    from openpi_ros.policy_node import convert_frame  # noqa: PLC0415 - imports rclpy
+
+    rgb = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    msg = _Message(**rgb_to_image_fields(rgb))
+    image = convert_frame(partial(image_to_rgb, copy=False), msg, "cam/image_raw", size)
+    assert image.flags.writeable
+    assert not np.shares_memory(image, np.frombuffer(msg.data, np.uint8))
+    np.testing.assert_array_equal(image, resize_with_pad(rgb, size, size) if size else rgb)
 
 
 # -- schedule ---------------------------------------------------------------------------------------------------

@@ -132,6 +132,16 @@ def make_policy(params: dict[str, Any], robot: RobotSpec) -> PolicyClient:
     raise ValueError(f"parameter 'policy': unknown source {source!r}; available: {', '.join(POLICY_SOURCES)}")
 
 
+def convert_frame(decode: Callable[..., np.ndarray], msg: Any, topic: str, image_size: int) -> np.ndarray:
+    """A camera message as the policy's image: decoded, resized with padding to `image_size` (0: kept as is), and
+    always an array of its own (a read-only view of the message buffer, when nothing was resized, is copied).
+    ImageDecodeError names the topic and field."""
+    rgb = decode(msg, topic=topic)
+    if image_size > 0:
+        rgb = resize_with_pad(rgb, image_size, image_size)
+    return rgb if rgb.flags.writeable else rgb.copy()
+
+
 def read_api_key(path: str) -> str | None:
     """The policy server's API key from the file `path` (if given) or ``$OPENPI_SERVER_API_KEY``."""
     if path:
@@ -339,7 +349,7 @@ class PolicyNode(LifecycleNode):
             if cam in compressed:
                 kind, name, decode = CompressedImage, f"{topic}/compressed", compressed_to_rgb
             else:
-                kind, name, decode = Image, topic, partial(image_to_rgb, copy=False)  # the resize makes the copy
+                kind, name, decode = Image, topic, partial(image_to_rgb, copy=False)  # see convert_frame
             callback = partial(self._on_frame, cam, name, decode)
             self._subscriptions_made.append(self.create_subscription(kind, name, callback, SENSOR_QOS))
         for topic in joint_topics:
@@ -367,15 +377,11 @@ class PolicyNode(LifecycleNode):
             self._input_periods[source] = stamp_ns - last
         return self._input_periods.get(source, 0)
 
-    def _convert(self, decode: Callable[..., np.ndarray], topic: str, msg: Any) -> np.ndarray:
-        rgb = decode(msg, topic=topic)  # ImageDecodeError names the topic and field: the observation is refused
-        return resize_with_pad(rgb, self._image_size, self._image_size) if self._image_size > 0 else rgb
-
     def _on_frame(self, camera: str, topic: str, decode: Callable[..., np.ndarray], msg: Any) -> None:
         if self._converter is None:
             return
         stamp_ns = from_time(msg.header.stamp)
-        frame = PendingFrame(partial(self._convert, decode, topic, msg))
+        frame = PendingFrame(partial(convert_frame, decode, msg, topic, self._image_size))
         self._assembler.add_image(camera, frame, stamp_ns)
         period = self._note_stamp(camera, stamp_ns)
         if self._convert_on_arrival:

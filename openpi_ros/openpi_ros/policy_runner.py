@@ -2,9 +2,8 @@
 
 `PolicyRunner.observe` (cheap, on the ROS thread) assembles a new observation or says why there is none;
 `PolicyRunner.infer` (the frames' conversion, then the model or the server round trip) turns it into a checked
-chunk. `InferenceWorker` runs
-`infer` on a thread of its own, one observation at a time, so a slow or dead policy never blocks subscriptions,
-status or lifecycle transitions.
+chunk. `InferenceWorker` runs `infer` on a thread of its own, one observation at a time, so a slow or dead policy
+never blocks subscriptions, status or lifecycle transitions.
 """
 
 from __future__ import annotations
