@@ -209,17 +209,28 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             codes = stop_processes(procs, timeout=15.0)
             frames = list(monitor.frames)
+            executor_status = monitor.executor_status
             monitor.destroy_node()
             rclpy.try_shutdown()
             if server is not None:
                 server.stop()
     exit_codes = dict(zip([s.name for s in graph], codes, strict=True))
     _report(results, args, task, exit_codes, frames)
-    short = [r.episode for r in results if r.chunks < args.min_chunks or r.commands == 0]
-    if short:
-        print(f"error: episode(s) {short} got fewer than {args.min_chunks} chunks from the policy", file=sys.stderr)
+    few_chunks = [r.episode for r in results if r.chunks < args.min_chunks]
+    if few_chunks:
+        print(
+            f"error: episode(s) {few_chunks} got fewer than {args.min_chunks} chunks from the policy", file=sys.stderr
+        )
+    no_commands = [r.episode for r in results if r.commands == 0]
+    if no_commands:
+        last = "none received" if executor_status is None else repr(executor_status.message)
+        print(
+            f"error: episode(s) {no_commands} got no command from the executor (its last status: {last})",
+            file=sys.stderr,
+        )
+    bad_episodes = few_chunks + no_commands
     failed = {name: code for name, code in exit_codes.items() if code != 0}
-    ok = ok and len(results) == args.episodes and not failed and not short
+    ok = ok and len(results) == args.episodes and not failed and not bad_episodes
     if not ok:
         for spec in graph:  # the nodes that failed first, then the rest: the reason is in someone's last lines
             if failed and spec.name not in failed:
