@@ -145,6 +145,8 @@ class RobotGraphConfig:
     seed: int = 0
     max_steps: int = 400
     sim_image_size: int = 224
+    sim_real_time_factor: float = 1.0
+    """Sim time per wall second at most (0: as fast as it goes); below 1 for a policy slower than real time."""
     use_sim_time: bool = False
 
     def __post_init__(self) -> None:
@@ -223,6 +225,7 @@ _ARGUMENT_HELP = {
     "seed": "first episode's seed (sim)",
     "max_steps": "control steps per episode (sim)",
     "sim_image_size": "square size of the sim's rendered cameras",
+    "sim_real_time_factor": "sim seconds per wall second at most (0: as fast as possible; below 1 for a slow policy)",
     "use_sim_time": "use /clock (simulation)",
 }
 
@@ -307,6 +310,7 @@ def robot_graph(config: RobotGraphConfig) -> list[NodeSpec]:
             "image_height": config.sim_image_size,
             "image_width": config.sim_image_size,
             "camera_rate": float(policy_params["rate"]),
+            "real_time_factor": config.sim_real_time_factor,
         }
         graph.insert(
             0,

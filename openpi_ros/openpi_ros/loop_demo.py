@@ -239,6 +239,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the checkpoint behind a policy server, in the policy node, or one episode each",
     )
     p.add_argument("--eval-seconds", type=float, default=3.0, help="sim seconds of the final episode")
+    p.add_argument(
+        "--eval-real-time-factor",
+        type=float,
+        default=1.0,
+        help="sim seconds per wall second at most in the final episode; below 1 on a machine where the policy "
+        "answers later than its chunks last",
+    )
     p.add_argument("--namespace", default="", help="default: the robot's name")
     p.add_argument("--out", type=Path, default=Path("loop_out"), help="bags, dataset, checkpoint, logs, report")
     return p
@@ -374,6 +381,8 @@ def _serve_and_run(
         f"{args.namespace}_eval",
         "--rate",
         str(robot.policy_rate),
+        "--real-time-factor",
+        str(args.eval_real_time_factor),
     ]
     if policy_source == "checkpoint":
         return sim_eval.main(

@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="", help="default: the robot's sim_task (AlohaTransferCube-v0, ...)")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=400, help="control steps per episode")
+    p.add_argument("--real-time-factor", type=float, default=1.0, help="sim s per wall s at most (0: max)")
     p.add_argument("--policy", choices=("small", *POLICY_SOURCES), default="small")
     p.add_argument("--config-name", default="", help="--policy checkpoint: e.g. pi0_aloha_sim, pi05_libero")
     p.add_argument("--checkpoint-dir", default="")
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         sim=True,
         task=task,
         max_steps=args.max_steps,
+        sim_real_time_factor=args.real_time_factor,
     )
     graph = robot_graph(config)
     print(
