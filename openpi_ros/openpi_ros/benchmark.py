@@ -50,6 +50,7 @@ from openpi_ros.messages import from_time, to_time
 from openpi_ros.node_main import set_realtime_priority
 from openpi_ros.processes import local_graph_env, stop_processes
 from openpi_ros.qos import SENSOR_QOS
+from openpi_ros.robots import resolve
 
 NS = 1_000_000_000
 # Cameras and arm run on independent clocks, so a frame may arrive at any phase of the joint readings; at exactly
@@ -264,10 +265,7 @@ def run_scenario(
         node.create_subscription(PolicyStatus, f"/{namespace}/policy_status", statuses.append, 50),
         node.create_subscription(ExecutorStatus, f"/{namespace}/executor_status", executor_statuses.append, 50),
     ]
-    topics = [c.topic for c in registry.get("aloha").cameras]
-    names = CAMERA_SETS[scenario.cameras]
-    if names is not None:
-        topics = [f"{c}/image_raw" for c in names]
+    topics = resolve("aloha", cameras=CAMERA_SETS[scenario.cameras] or ()).camera_topics  # as the policy node's
     feeder = Feeder(node, scenario, namespace, topics)
     recorder = Recorder(namespace, realtime_priority)
     try:
